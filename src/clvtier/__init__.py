@@ -1,0 +1,3 @@
+"""clvtier: customer value analysis and tiering."""
+
+__version__ = "0.1.0"

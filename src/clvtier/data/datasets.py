@@ -1,0 +1,204 @@
+"""Demo data: CDNOW from the installed ``lifetimes`` package, and a BTYD simulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clvtier.errors import InputError
+
+#: Published CDNOW estimates (Fader, Hardie & Lee 2005), per week: defaults of the simulator.
+BGNBD_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+PARETO_CDNOW = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+GAMMA_GAMMA_CDNOW = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+MODELS = ("bgnbd", "mbgnbd", "pareto")
+
+
+def cdnow_path(sample: bool = False) -> Path:
+    """Path of the CDNOW file shipped with ``lifetimes`` (found without importing lifetimes,
+    whose import changes pandas options and warning filters)."""
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("lifetimes", "package not installed; CDNOW ships inside it")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "datasets" / ("CDNOW_sample.txt" if sample else "CDNOW_master.txt")
+    if not path.exists():
+        raise InputError(str(path), "CDNOW file missing from the lifetimes installation")
+    return path
+
+
+def load_cdnow(sample: bool = False) -> pd.DataFrame:
+    """CDNOW transactions: ``customer_id, date, quantity, amount``.
+
+    Parameters
+    ----------
+    sample : bool, default=False
+        False: the full cohort of 23,570 customers who first bought in Q1 1997 (69,659 rows,
+        to 1998-06-30). True: the 2,357-customer sample of Fader, Hardie & Lee (2005) (6,919
+        rows); ``customer_id`` is then the master id of each sampled customer.
+    """
+    path = cdnow_path(sample)
+    if sample:
+        names = ["customer_id", "sample_id", "date", "quantity", "amount"]
+        frame = pd.read_csv(path, sep=r"\s+", header=None, names=names,
+                            dtype={"date": str}).drop(columns="sample_id")
+    else:
+        frame = pd.read_csv(path, sep=r"\s+", dtype={"date": str})
+        frame.columns = ["customer_id", "date", "quantity", "amount"]
+    frame["date"] = pd.to_datetime(frame["date"], format="%Y%m%d")
+    frame["customer_id"] = frame["customer_id"].astype("int64")
+    frame["quantity"] = frame["quantity"].astype("int64")
+    frame["amount"] = frame["amount"].astype("float64")
+    return frame
+
+
+def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
+                           params: dict | None = None, spend_params: dict | None = None,
+                           start: str = "2020-01-01", acquisition_weeks: float = 12,
+                           observation_weeks: float = 78, with_profit: bool = False,
+                           with_satisfaction: bool = False, seed: int = 0,
+                           id_offset: int = 0, return_truth: bool = False):
+    """Draw transactions from a BTYD purchase process with Gamma-Gamma spend.
+
+    Each customer makes a first purchase on a day drawn uniformly in the first
+    ``acquisition_weeks``, then buys as a Poisson process with rate ``lambda ~ Gamma(r, alpha)``
+    (per week) while alive. Death: BG/NBD, after each repeat purchase with probability
+    ``p ~ Beta(a, b)`` (Fader, Hardie & Lee 2005, eq. 1-2); MBG/NBD, also right after the first
+    purchase (Batislam et al. 2007); Pareto/NBD, after an exponential lifetime with rate
+    ``mu ~ Gamma(s, beta)`` (Schmittlein et al. 1987). Each purchase's spend is
+    ``Gamma(p, nu)`` with ``nu ~ Gamma(q, gamma)`` per customer (Fader, Hardie & Lee 2005, JMR).
+    Observation ends ``observation_weeks`` after ``start``.
+
+    Parameters
+    ----------
+    n_customers : int
+    model : {"bgnbd", "mbgnbd", "pareto"}, default="bgnbd"
+    params, spend_params : dict, optional
+        Purchase and spend parameters; default the published CDNOW estimates.
+    with_profit : bool
+        Add ``profit`` (amount times a per-customer margin ~ Beta(2, 5)).
+    with_satisfaction : bool
+        Add ``satisfaction`` (1-5 per customer, higher for customers less likely to leave).
+    seed : int
+    return_truth : bool
+        Also return the per-customer latent parameters (``lambda``, ``p`` or ``mu``, ``nu``).
+
+    Returns
+    -------
+    DataFrame ``customer_id, date, amount[, profit][, satisfaction]`` sorted by customer and
+    date; with ``return_truth``, a tuple ``(transactions, truth)``.
+    """
+    if model not in MODELS:
+        raise InputError("model", f"valid options are {', '.join(MODELS)}; got {model!r}")
+    if n_customers < 1:
+        raise InputError("n_customers", f"must be at least 1; got {n_customers}")
+    if observation_weeks <= acquisition_weeks:
+        raise InputError("observation_weeks", "must exceed acquisition_weeks")
+    params = {**(PARETO_CDNOW if model == "pareto" else BGNBD_CDNOW), **(params or {})}
+    spend = {**GAMMA_GAMMA_CDNOW, **(spend_params or {})}
+    rng = np.random.default_rng(seed)
+    n = int(n_customers)
+
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    birth_day = rng.integers(0, max(1, int(acquisition_weeks * 7)), n)
+    horizon = (observation_weeks * 7 - birth_day) / 7.0  # weeks from first purchase to the end
+    max_repeats = np.full(n, np.iinfo(np.int64).max)
+    if model == "pareto":
+        mu = rng.gamma(params["s"], 1.0 / params["beta"], n)
+        with np.errstate(divide="ignore"):
+            horizon = np.minimum(horizon, rng.standard_exponential(n) / mu)
+        churn = mu
+    else:
+        p = rng.beta(params["a"], params["b"], n)
+        # Number of repeat purchases before death: BG/NBD may die after each repeat purchase
+        # (1, 2, ...); MBG/NBD also right after the first purchase (0, 1, ...).
+        max_repeats = rng.geometric(p) - (1 if model == "mbgnbd" else 0)
+        churn = p
+    nu = rng.gamma(spend["q"], 1.0 / spend["gamma"], n)
+
+    who = [np.arange(n)]
+    when = [np.zeros(n)]
+    active = np.flatnonzero(max_repeats > 0)
+    t = np.zeros(active.size)
+    done = np.zeros(active.size, dtype=np.int64)
+    with np.errstate(divide="ignore"):
+        while active.size:
+            t = t + rng.standard_exponential(active.size) / lam[active]
+            keep = (t <= horizon[active]) & (done < max_repeats[active])
+            active, t, done = active[keep], t[keep], done[keep] + 1
+            who.append(active)
+            when.append(t)
+            more = done < max_repeats[active]
+            active, t, done = active[more], t[more], done[more]
+    who = np.concatenate(who)
+    days = birth_day[who] + np.floor(np.concatenate(when) * 7).astype(np.int64)
+    order = np.lexsort((days, who))
+    who, days = who[order], days[order]
+
+    amount = np.maximum(np.round(rng.gamma(spend["p"], 1.0 / nu[who]), 2), 0.01)
+    frame = pd.DataFrame({
+        "customer_id": who.astype(np.int64) + 1 + id_offset,
+        "date": pd.Timestamp(start) + pd.to_timedelta(days, unit="D"),
+        "amount": amount,
+    })
+    if with_profit:
+        margin = rng.beta(2.0, 5.0, n)
+        frame["profit"] = np.round(amount * margin[who], 2)
+    if with_satisfaction:
+        rank = pd.Series(churn).rank(pct=True).to_numpy()
+        score = np.clip(np.round(5 - 4 * rank + rng.normal(0, 0.8, n)), 1, 5).astype(np.int64)
+        frame["satisfaction"] = score[who]
+    if not return_truth:
+        return frame
+    truth = pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64) + 1 + id_offset,
+                          "lambda": lam, "p" if model != "pareto" else "mu": churn, "nu": nu})
+    return frame, truth
+
+
+def write_synthetic(path, n_customers: int, *, chunk_customers: int = 500_000, seed: int = 0,
+                    **kwargs) -> dict:
+    """Write synthetic transactions to CSV or Parquet in chunks of customers, atomically.
+
+    Chunk ``i`` draws from ``SeedSequence(seed).spawn(...)[i]``, so a given seed and chunk size
+    give the same file. Memory is bounded by one chunk. Returns counts of customers and rows.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from clvtier.data.io import output_format
+
+    path = Path(path)
+    fmt = output_format(path)
+    n_chunks = -(-int(n_customers) // chunk_customers)
+    seeds = np.random.SeedSequence(seed).spawn(n_chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    rows = 0
+    writer = None
+    try:
+        for i, child in enumerate(seeds):
+            size = min(chunk_customers, n_customers - i * chunk_customers)
+            frame = synthetic_transactions(size, seed=int(child.generate_state(1)[0]),
+                                           id_offset=i * chunk_customers, **kwargs)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = table.set_column(1, "date", table["date"].cast(pa.date32()))
+            if writer is None:
+                writer = (pq.ParquetWriter(tmp, table.schema) if fmt == "parquet"
+                          else pacsv.CSVWriter(tmp, table.schema))
+            writer.write_table(table)
+            rows += len(frame)
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"customers": int(n_customers), "rows": rows, "path": str(path)}

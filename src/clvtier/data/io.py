@@ -1,0 +1,343 @@
+"""Readers: CSV, Parquet, Excel and pandas DataFrames into a DuckDB table of raw mapped columns.
+
+Nothing here interprets values: every source column keeps its native type (or VARCHAR for CSV),
+renamed to clvtier's vocabulary, with the row's position in the source in ``source_line``.
+Validation and quarantine live in :mod:`clvtier.data.schema`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from clvtier.errors import EmptyInputError, InputError, MissingColumnError
+
+REQUIRED = ("customer_id", "date", "amount")
+OPTIONAL = ("order_id", "quantity", "profit", "satisfaction")
+_SNIFF_BYTES = 1 << 20
+_CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat"}
+_EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Map clvtier's column names to the user's.
+
+    Parameters
+    ----------
+    mapping : dict
+        ``{clvtier_name: source_name}``. Keys ``customer_id``, ``date``, ``amount`` are required
+        (each defaults to a source column of the same name); ``order_id``, ``quantity``,
+        ``profit``, ``satisfaction`` are optional and used when mapped or present under their own
+        name. Any other key names a numeric covariate, e.g. ``{"credit": "信用评级"}``.
+    """
+
+    mapping: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> ColumnMap:
+        """Parse ``"customer_id=客户ID,date=交易日期"`` (the CLI's ``--columns``)."""
+        mapping: dict[str, str] = {}
+        for part in (text or "").split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise InputError("--columns", f"expected name=source_column, got {part.strip()!r}")
+            mapping[key.strip()] = value.strip()
+        return cls(mapping)
+
+    def resolve(self, source: str, found: list[str]) -> dict[str, str]:
+        """Return ``{clvtier_name: source_name}`` for every column that will be used."""
+        resolved: dict[str, str] = {}
+        for name in REQUIRED:
+            src = self.mapping.get(name, name)
+            if src not in found:
+                raise MissingColumnError(source, name, found,
+                                         mapped_from=None if src == name else src)
+            resolved[name] = src
+        for name in OPTIONAL:
+            src = self.mapping.get(name)
+            if src is None and name in found:
+                src = name
+            if src is not None:
+                if src not in found:
+                    raise MissingColumnError(source, src, found)
+                resolved[name] = src
+        for name, src in self.mapping.items():
+            if name in resolved:
+                continue
+            if not name.isidentifier():
+                raise InputError(source, f"covariate name {name!r} must be a plain identifier")
+            if src not in found:
+                raise MissingColumnError(source, src, found)
+            resolved[name] = src
+        return resolved
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a file.
+
+    Parameters
+    ----------
+    delimiter : str or None, default=None
+        CSV field separator; ``None`` lets DuckDB's sniffer detect it.
+    decimal : {"auto", ".", ","}, default="auto"
+        Decimal mark of numeric text. ``"auto"`` picks ``","`` only when the delimiter is not a
+        comma and no amount contains a dot but some contain a comma.
+    encoding : str or None, default=None
+        Text encoding. ``None`` detects UTF-8 (with or without BOM); anything else must be named
+        (``"gb18030"``, ``"latin-1"``, ...), because guessing between them is not safe.
+    sheet : str or int or None, default=None
+        Excel sheet name or 0-based index; ``None`` reads the first sheet.
+    date_format : str or None, default=None
+        strftime format for dates (e.g. ``"%d/%m/%Y"``, ``"%Y%m%d"``). ``None`` accepts ISO dates
+        and times and Excel serial numbers.
+    """
+
+    delimiter: str | None = None
+    decimal: str = "auto"
+    encoding: str | None = None
+    sheet: str | int | None = None
+    date_format: str | None = None
+
+    def __post_init__(self):
+        if self.decimal not in ("auto", ".", ","):
+            raise InputError("--decimal", f"valid options are 'auto', '.', ','; got {self.decimal!r}")
+
+
+@dataclass
+class RawTable:
+    """A source loaded into DuckDB as a view ``raw`` of mapped, uninterpreted columns.
+
+    ``source_line`` is the 1-based line (CSV, counting the header as line 1), the sheet row
+    (Excel), or the 1-based row number (Parquet, DataFrame). ``malformed`` holds CSV lines that
+    could not be split into the header's columns: (line, text, error).
+    """
+
+    con: duckdb.DuckDBPyConnection
+    source: str
+    columns: dict[str, str]
+    decimal: str
+    malformed: pd.DataFrame
+    _tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def close_temp(self) -> None:
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+
+def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
+             options: ReadOptions | None = None,
+             con: duckdb.DuckDBPyConnection | None = None) -> RawTable:
+    """Load ``source`` (path or DataFrame) into a DuckDB view named ``raw``.
+
+    Raises
+    ------
+    InputError
+        Unreadable or non-tabular file, unknown format, missing column, empty input.
+    """
+    options = options or ReadOptions()
+    if not isinstance(columns, ColumnMap):
+        columns = ColumnMap.parse(columns) if isinstance(columns, str) or columns is None \
+            else ColumnMap(dict(columns))
+    con = con or duckdb.connect()
+    tmpdir = None
+    malformed = pd.DataFrame({"line": pd.Series([], dtype="int64"), "text": [], "error": []})
+
+    if isinstance(source, pd.DataFrame):
+        name = "<DataFrame>"
+        con.register("_source_df", source)
+        scan = "SELECT row_number() OVER () AS source_line, * FROM _source_df"
+        found = [str(c) for c in source.columns]
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise InputError(name, "file not found")
+        if path.is_dir():
+            raise InputError(name, "is a directory, not a file")
+        if path.stat().st_size == 0:
+            raise EmptyInputError(name, "file is empty")
+        suffix = path.suffix.lower()
+        if suffix in _PARQUET_SUFFIXES:
+            scan = (f"SELECT file_row_number + 1 AS source_line, * EXCLUDE (file_row_number) "
+                    f"FROM read_parquet({_lit(path)}, file_row_number=true)")
+        elif suffix in _EXCEL_SUFFIXES:
+            frame = _read_excel(path, options.sheet)
+            con.register("_source_df", frame)
+            # Row 1 of the sheet is the header.
+            scan = "SELECT row_number() OVER () + 1 AS source_line, * FROM _source_df"
+        elif suffix in _CSV_SUFFIXES:
+            csv_path, tmpdir = _utf8_path(path, options.encoding)
+            scan, malformed = _csv_scan(con, name, csv_path, options.delimiter)
+        elif suffix == ".xls":
+            raise InputError(name, "legacy .xls is not supported; save the sheet as .xlsx or CSV")
+        else:
+            raise InputError(name, f"unknown file type {suffix or '(no extension)'}; "
+                                   "expected .csv, .txt, .tsv, .parquet or .xlsx")
+        try:
+            found = con.sql(f"SELECT * FROM ({scan}) LIMIT 0").columns[1:]
+        except duckdb.Error as exc:
+            raise InputError(name, f"cannot read as a table: {_first_line(exc)}") from None
+
+    resolved = columns.resolve(name, found)
+    select = ", ".join(f"{_ident(src)} AS {_ident(dst)}" for dst, src in resolved.items())
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
+    decimal = options.decimal
+    if decimal == "auto":
+        decimal = _detect_decimal(con, options.delimiter)
+    return RawTable(con=con, source=name, columns=resolved, decimal=decimal,
+                    malformed=malformed, _tmpdir=tmpdir)
+
+
+def _csv_scan(con, name: str, path: Path, delimiter: str | None):
+    args = ["all_varchar=true", "header=true", "store_rejects=true"]
+    if delimiter is not None:
+        args.append(f"delim={_lit(delimiter)}")
+    reader = f"read_csv({_lit(path)}, {', '.join(args)})"
+    try:
+        # Materialise once: the reject tables are filled by the scan, and every later
+        # query reads the table instead of re-parsing the file.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _csv AS "
+                    f"SELECT row_number() OVER () AS _good_row, * FROM {reader}")
+    except duckdb.Error as exc:
+        raise InputError(name, f"cannot read as CSV: {_first_line(exc)}") from None
+    rejects = con.sql("SELECT line, csv_line AS text, error_message AS error FROM reject_errors "
+                      "WHERE scan_id = (SELECT max(scan_id) FROM reject_scans) ORDER BY line").df()
+    rejects = rejects.drop_duplicates("line").reset_index(drop=True)
+    if rejects.empty:
+        line = "_good_row + 1"
+    else:
+        # A good row's line is shifted by every rejected line before it: reject j (1-based,
+        # in line order) has line_j - j - 1 good rows before it.
+        shifts = pd.DataFrame({"good_before": rejects["line"] - rejects.index - 2})
+        con.register("_shifts", shifts)
+        line = ("_good_row + 1 + (SELECT count(*) FROM _shifts "
+                "WHERE _shifts.good_before < _csv._good_row)")
+    rejects["line"] = rejects["line"].astype("int64")
+    scan = f"SELECT {line} AS source_line, * EXCLUDE (_good_row) FROM _csv"
+    return scan, rejects
+
+
+def _read_excel(path: Path, sheet) -> pd.DataFrame:
+    try:
+        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object,
+                              engine="openpyxl")
+    except ValueError as exc:  # unknown sheet
+        raise InputError(str(path), _first_line(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for non-workbooks
+        raise InputError(str(path), f"cannot read as an Excel workbook: {_first_line(exc)}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    # Mixed Python objects (datetime, int, str) become text, interpreted later like CSV text.
+    for col in frame.columns:
+        frame[col] = frame[col].map(_cell_text).astype("string")
+    return frame
+
+
+def _cell_text(value):
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp) or hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    return str(value)
+
+
+def _utf8_path(path: Path, encoding: str | None):
+    """Return a path DuckDB can read as UTF-8, transcoding to a temp file when needed."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if b"\x00" in head[:4096] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(str(path), "is binary, not a text table")
+    if encoding is None:
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"
+        else:
+            try:
+                head.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
+                    raise InputError(str(path), "is not UTF-8; name its encoding, e.g. "
+                                     "--encoding gb18030 or --encoding latin-1") from None
+            return path, None
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(str(path), f"unknown encoding {encoding!r}") from None
+    if codec.name in ("utf-8", "utf-8-sig"):
+        return path, None  # DuckDB reads UTF-8 and skips a BOM itself
+    tmpdir = tempfile.TemporaryDirectory(prefix="clvtier-")
+    out = Path(tmpdir.name) / "utf8.csv"
+    try:
+        with open(path, encoding=codec.name, errors="strict", newline="") as src, \
+                open(out, "w", encoding="utf-8", newline="") as dst:
+            while chunk := src.read(1 << 22):
+                dst.write(chunk)
+    except UnicodeDecodeError as exc:
+        tmpdir.cleanup()
+        raise InputError(str(path), f"cannot be decoded as {encoding}: byte {exc.start} "
+                                    f"of a chunk is invalid") from None
+    return out, tmpdir
+
+
+def _detect_decimal(con, delimiter: str | None) -> str:
+    kind = con.sql("SELECT typeof(amount) FROM raw LIMIT 1").fetchall()
+    if not kind or kind[0][0] != "VARCHAR":
+        return "."
+    if delimiter == ",":
+        return "."
+    dots, commas = con.execute(
+        "SELECT count(*) FILTER (WHERE contains(amount, '.')), "
+        "count(*) FILTER (WHERE contains(amount, ',')) FROM raw").fetchall()[0]
+    return "," if commas and not dots else "."
+
+
+def _ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _lit(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def output_format(path) -> str:
+    """``"csv"`` or ``"parquet"`` from a path's extension, else an InputError."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in _PARQUET_SUFFIXES:
+        return "parquet"
+    raise InputError(str(path), f"output must end in .csv or .parquet, got {suffix or 'none'}")
+
+
+def write_frame(frame: pd.DataFrame, path) -> Path:
+    """Write ``frame`` as CSV or Parquet (by extension) atomically: temp file, then rename."""
+    path = Path(path)
+    fmt = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

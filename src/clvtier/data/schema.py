@@ -1,0 +1,375 @@
+"""Validation and quarantine of transactions, and the row accounting.
+
+Every row read ends in exactly one place: used (dated on or before ``as_of``), after ``as_of``
+(future data for that analysis), or quarantined with a reason code. The typed rows live in one
+DuckDB table with a ``status`` column ("ok" or a reason code), so the accounting is a count by
+status and cannot disagree with what the features read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from clvtier.data.io import (
+    OPTIONAL,
+    ColumnMap,
+    RawTable,
+    ReadOptions,
+    _ident,
+    _lit,
+    read_raw,
+    write_frame,
+)
+from clvtier.errors import EmptyInputError, InputError
+
+#: Reason codes of quarantined rows, with what they mean.
+REASONS: dict[str, str] = {
+    "malformed_row": "the line does not split into the header's columns",
+    "missing_customer_id": "customer id is empty",
+    "bad_customer_id": "numeric customer id is not a whole number",
+    "bad_date": "date is empty or cannot be parsed",
+    "date_out_of_range": "date is before 1900-01-01 or after 2199-12-31",
+    "bad_amount": "amount is empty, not a number, NaN or infinite",
+    "amount_out_of_range": "absolute amount is above max_amount",
+    "negative_amount": "a return, and the returns policy is 'quarantine'",
+    "unmatched_return": "a return with no purchase by the customer that day (policy 'net')",
+    "return_exceeds_purchases": "the day's returns exceed its purchases (policy 'net')",
+    "duplicate": "exact copy of an earlier row (drop_duplicates=True)",
+    "bad_<column>": "an optional numeric column holds text that is not a number",
+}
+RETURNS_POLICIES = ("net", "keep", "quarantine")
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE")
+_CURRENCY = "¥$€£￥"
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where the rows went, for one ``as_of``. ``rows_read`` always equals the sum of the rest."""
+
+    source: str
+    as_of: dt.date | None
+    rows_read: int
+    rows_used: int
+    rows_after_as_of: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    duplicates_found: int = 0
+    returns_netted: int = 0
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_used + self.rows_after_as_of + self.rows_quarantined
+
+    def as_dict(self) -> dict:
+        out = {"source": self.source, "as_of": str(self.as_of), "rows_read": self.rows_read,
+               "rows_used": self.rows_used, "rows_after_as_of": self.rows_after_as_of,
+               "rows_quarantined": self.rows_quarantined}
+        out.update({f"quarantined_{k}": v for k, v in sorted(self.quarantined.items())})
+        out["duplicates_found"] = self.duplicates_found
+        out["returns_netted"] = self.returns_netted
+        return out
+
+    def format(self) -> str:
+        """A short plain-text summary for people."""
+        lines = [f"rows read           {self.rows_read:>12,}",
+                 f"  used              {self.rows_used:>12,}",
+                 f"  after as_of       {self.rows_after_as_of:>12,}   (as_of {self.as_of})",
+                 f"  quarantined       {self.rows_quarantined:>12,}"]
+        lines += [f"    {k:<22}{v:>10,}" for k, v in sorted(self.quarantined.items())]
+        if self.duplicates_found:
+            lines.append(f"exact duplicate rows {self.duplicates_found:>11,}   (kept; "
+                         "drop_duplicates=True quarantines them)")
+        if self.returns_netted:
+            lines.append(f"returns netted      {self.returns_netted:>12,}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Transactions:
+    """Validated transactions held in DuckDB (table ``tx``), with the rejects and accounting.
+
+    Build it with :func:`load_transactions`. Columns of ``tx``: ``source_line``, ``status``
+    ("ok" or a reason code), ``customer_id``, ``date`` (DATE), ``amount`` (DOUBLE) and the
+    optional ``order_id``, ``quantity``, ``profit``, ``satisfaction`` and covariates present.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    source: str
+    columns: tuple[str, ...]
+    returns: str
+    duplicates_found: int
+    returns_netted: int
+    malformed: pd.DataFrame
+    first_date: dt.date
+    last_date: dt.date
+
+    @property
+    def optional_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in ("customer_id", "date", "amount"))
+
+    def accounting(self, as_of=None) -> Accounting:
+        """Row accounting for an analysis as of ``as_of`` (default: the last valid date)."""
+        as_of = self.resolve_as_of(as_of)
+        rows = self.con.execute(
+            "SELECT CASE WHEN status <> 'ok' THEN status WHEN date <= ? THEN 'used' "
+            "ELSE 'after_as_of' END AS k, count(*) FROM tx GROUP BY k", [as_of]).fetchall()
+        counts = dict(rows)
+        used = counts.pop("used", 0)
+        after = counts.pop("after_as_of", 0)
+        if len(self.malformed):
+            counts["malformed_row"] = len(self.malformed)
+        read = used + after + sum(counts.values())
+        return Accounting(source=self.source, as_of=as_of, rows_read=read, rows_used=used,
+                          rows_after_as_of=after, quarantined=counts,
+                          duplicates_found=self.duplicates_found,
+                          returns_netted=self.returns_netted)
+
+    def resolve_as_of(self, as_of) -> dt.date:
+        if as_of is None:
+            return self.last_date
+        return to_date(as_of, what="as_of")
+
+    def used_view(self, as_of) -> str:
+        """SQL of the rows used for an analysis as of ``as_of``."""
+        cols = ", ".join(_ident(c) for c in self.columns)
+        return (f"SELECT {cols} FROM tx WHERE status = 'ok' "
+                f"AND date <= DATE {_lit(self.resolve_as_of(as_of))}")
+
+    def to_pandas(self, as_of=None) -> pd.DataFrame:
+        """The used rows (on or before ``as_of``), in source order, as a DataFrame."""
+        cols = ", ".join(_ident(c) for c in self.columns)
+        as_of = self.resolve_as_of(as_of)
+        frame = self.con.execute(f"SELECT {cols} FROM tx WHERE status = 'ok' AND date <= ? "
+                                 "ORDER BY source_line", [as_of]).df()
+        frame["date"] = pd.to_datetime(frame["date"])
+        return frame
+
+    def rejects(self) -> pd.DataFrame:
+        """Quarantined rows: source line, reason, and the original values of the mapped columns."""
+        originals = ", ".join(
+            f"coalesce(raw_{c}, CAST({_ident(c)} AS VARCHAR)) AS {_ident(c)}"
+            for c in self.columns)
+        frame = self.con.sql(f"SELECT source_line, status AS reason, {originals}, "
+                             "NULL::VARCHAR AS raw_line FROM tx WHERE status <> 'ok'").df()
+        if len(self.malformed):
+            bad = pd.DataFrame({"source_line": self.malformed["line"],
+                                "reason": "malformed_row", "raw_line": self.malformed["text"]})
+            frame = pd.concat([frame, bad], ignore_index=True)
+        if frame["raw_line"].isna().all():
+            frame = frame.drop(columns="raw_line")
+        return frame.sort_values("source_line", kind="stable").reset_index(drop=True)
+
+    def write_rejects(self, path) -> Path:
+        """Write :meth:`rejects` to CSV or Parquet (by extension), atomically."""
+        return write_frame(self.rejects(), path)
+
+
+def to_date(value, *, what: str = "date") -> dt.date:
+    """Parse an ISO date (str, date, datetime, Timestamp) into a ``datetime.date``."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise InputError(what, f"expected a date like 1997-12-31, got {value!r}")
+    return stamp.date()
+
+
+def load_transactions(source, *, columns: ColumnMap | dict | str | None = None,
+                      options: ReadOptions | None = None, returns: str = "net",
+                      drop_duplicates: bool = False, max_amount: float | None = None,
+                      con: duckdb.DuckDBPyConnection | None = None) -> Transactions:
+    """Read, map and validate transactions into a :class:`Transactions`.
+
+    Parameters
+    ----------
+    source : str, Path or DataFrame
+        CSV (.csv/.txt/.tsv), Parquet or Excel (.xlsx) file, or a DataFrame.
+    columns : ColumnMap, dict or str, optional
+        Mapping of clvtier names to source columns (see :class:`ColumnMap`).
+    options : ReadOptions, optional
+        Delimiter, decimal mark, encoding, sheet and date format.
+    returns : {"net", "keep", "quarantine"}, default="net"
+        Negative amounts are returns. ``"net"`` subtracts them from the same customer's
+        purchases that day (a return on a day without purchases, or exceeding them, is
+        quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
+    drop_duplicates : bool, default=False
+        Exact duplicate rows (equal in every mapped column) are always counted; with True every
+        copy after the first is quarantined as ``duplicate``.
+    max_amount : float, optional
+        Rows whose absolute amount exceeds it are quarantined as ``amount_out_of_range``.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read, a required column is missing, or no row is valid.
+    """
+    if returns not in RETURNS_POLICIES:
+        raise InputError("--returns", f"valid options are {', '.join(RETURNS_POLICIES)}; "
+                                      f"got {returns!r}")
+    options = options or ReadOptions()
+    raw = read_raw(source, columns=columns, options=options, con=con)
+    try:
+        return _validate(raw, options, returns, drop_duplicates, max_amount)
+    finally:
+        raw.close_temp()
+
+
+def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates: bool,
+              max_amount: float | None) -> Transactions:
+    con = raw.con
+    types = dict(zip(con.sql("SELECT * FROM raw LIMIT 0").columns,
+                     (str(t) for t in con.sql("SELECT * FROM raw LIMIT 0").types), strict=True))
+    names = list(raw.columns)
+    numeric = [c for c in names if c not in ("customer_id", "date", "amount", "order_id")]
+
+    parsed = {
+        "customer_id": _customer_id_expr(types["customer_id"]),
+        "date": _date_expr(types["date"], options.date_format),
+        "amount": _number_expr("amount", types["amount"], raw.decimal),
+    }
+    if "order_id" in names:
+        parsed["order_id"] = "nullif(trim(CAST(order_id AS VARCHAR)), '')"
+    for c in numeric:
+        parsed[c] = _number_expr(c, types[c], raw.decimal)
+
+    checks = [("customer_id IS NULL AND _id_text IS NULL", "missing_customer_id"),
+              ("customer_id IS NULL", "bad_customer_id"),
+              ("date IS NULL", "bad_date"),
+              ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
+              ("amount IS NULL OR NOT isfinite(amount)", "bad_amount")]
+    if max_amount is not None:
+        checks.append((f"abs(amount) > {float(max_amount)!r}", "amount_out_of_range"))
+    for c in numeric:
+        checks.append((f"_raw_{c} IS NOT NULL AND ({_ident(c)} IS NULL OR NOT isfinite("
+                       f"{_ident(c)}))", f"bad_{c}"))
+    if returns == "quarantine":
+        checks.append(("amount < 0", "negative_amount"))
+    status = "CASE " + " ".join(f"WHEN {cond} THEN '{code}'" for cond, code in checks) \
+        + " ELSE 'ok' END"
+
+    inner = ", ".join(f"{expr} AS {_ident(c)}" for c, expr in parsed.items())
+    inner_raw = ", ".join(f"nullif(trim(CAST({_ident(c)} AS VARCHAR)), '') AS _raw_{c}"
+                          for c in names)
+    typed_cols = ", ".join(_ident(c) for c in names)
+    raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN _raw_{c} END AS raw_{c}" for c in names)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE tx AS
+            SELECT source_line, status, {typed_cols}, {raw_cols} FROM (
+                SELECT *, {status} AS status FROM (
+                    SELECT source_line, {inner}, {inner_raw},
+                           nullif(trim(CAST(raw.customer_id AS VARCHAR)), '') AS _id_text
+                    FROM raw))""")
+    except duckdb.Error as exc:
+        raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
+
+    key = ", ".join(_ident(c) for c in names)
+    duplicates = con.execute(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM tx "
+                         f"WHERE status = 'ok' GROUP BY {key} HAVING count(*) > 1)").fetchall()[0][0]
+    if drop_duplicates and duplicates:
+        con.execute(f"""
+            UPDATE tx SET status = 'duplicate' WHERE source_line IN (
+                SELECT source_line FROM (
+                    SELECT source_line, row_number() OVER (PARTITION BY {key}
+                                                         ORDER BY source_line) AS copy
+                    FROM tx WHERE status = 'ok') WHERE copy > 1)""")
+
+    netted = 0
+    if returns == "net":
+        netted = _net_returns(con)
+
+    first, last, ok = con.execute("SELECT min(date), max(date), count(*) FROM tx "
+                              "WHERE status = 'ok'").fetchall()[0]
+    total = con.execute("SELECT count(*) FROM tx").fetchall()[0][0] + len(raw.malformed)
+    if total == 0:
+        raise EmptyInputError(raw.source, "has a header but no data rows")
+    if ok == 0:
+        top = con.execute("SELECT status, count(*) AS n FROM tx GROUP BY status ORDER BY n DESC "
+                      "LIMIT 1").fetchall()[0] if total > len(raw.malformed) else ("malformed_row",
+                                                                               total)
+        raise EmptyInputError(raw.source, f"no valid rows: all {total:,} rows quarantined "
+                                          f"(most often {top[0]}; see the rejects file)")
+    return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
+                        duplicates_found=int(duplicates), returns_netted=netted,
+                        malformed=raw.malformed, first_date=first, last_date=last)
+
+
+def _net_returns(con) -> int:
+    """Quarantine returns that cannot be netted; return how many were netted."""
+    negatives = con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
+    if not negatives:
+        return 0
+    con.execute("""
+        UPDATE tx SET status = CASE WHEN d.has_purchase THEN 'return_exceeds_purchases'
+                                    ELSE 'unmatched_return' END
+        FROM (SELECT customer_id, date, bool_or(amount >= 0) AS has_purchase
+              FROM tx WHERE status = 'ok'
+              GROUP BY customer_id, date
+              HAVING min(amount) < 0 AND (NOT bool_or(amount >= 0) OR sum(amount) < 0)) AS d
+        WHERE tx.customer_id = d.customer_id AND tx.date = d.date
+          AND tx.status = 'ok' AND tx.amount < 0""")
+    return con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
+
+
+def _customer_id_expr(kind: str) -> str:
+    if kind in _NUMERIC_TYPES[:9]:
+        return "CAST(raw.customer_id AS BIGINT)"
+    if kind in ("FLOAT", "DOUBLE"):  # e.g. a pandas int column that holds NaN
+        return ("CASE WHEN isfinite(raw.customer_id) AND raw.customer_id = round(raw.customer_id)"
+                " THEN CAST(raw.customer_id AS BIGINT) END")
+    return "nullif(trim(CAST(raw.customer_id AS VARCHAR)), '')"
+
+
+def _date_expr(kind: str, date_format: str | None) -> str:
+    if kind in ("DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S",
+                "TIMESTAMP WITH TIME ZONE"):
+        return "CAST(raw.date AS DATE)"
+    text = "nullif(trim(CAST(raw.date AS VARCHAR)), '')"
+    if date_format:
+        if kind in ("FLOAT", "DOUBLE"):
+            text = "CAST(CAST(raw.date AS BIGINT) AS VARCHAR)"
+        return f"CAST(try_strptime({text}, {_lit(date_format)}) AS DATE)"
+    if kind in _NUMERIC_TYPES:
+        return _excel_serial("CAST(raw.date AS DOUBLE)")
+    serial = _excel_serial(f"TRY_CAST({text} AS DOUBLE)")
+    return (f"coalesce(CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE), "
+            f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,7}}(\\.[0-9]*)?') THEN {serial} END)")
+
+
+def _excel_serial(number: str) -> str:
+    # Excel's day 1 is 1900-01-01 and it counts a 29 Feb 1900 that never was, so from
+    # 1900-03-01 (serial 61) on, date = 1899-12-30 + serial; the time fraction is dropped.
+    return (f"CASE WHEN {number} >= 1 AND {number} < 2958466 THEN "
+            f"CAST(DATE '1899-12-30' + CAST(floor({number}) AS INTEGER) AS DATE) END")
+
+
+def _number_expr(col: str, kind: str, decimal: str) -> str:
+    ref = f"raw.{_ident(col)}"
+    if kind in _NUMERIC_TYPES:
+        return f"CAST({ref} AS DOUBLE)"
+    text = f"nullif(trim(CAST({ref} AS VARCHAR)), '')"
+    if decimal == ",":
+        direct = f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)"
+        grouped = rf"([0-9]{{1,3}}(\.[0-9]{{3}})+|[0-9]+)(,[0-9]+)?"
+        clean = f"replace(regexp_replace({text}, '[^0-9,+-]', '', 'g'), ',', '.')"
+    else:
+        direct = f"TRY_CAST({text} AS DOUBLE)"
+        grouped = r"([0-9]{1,3}(,[0-9]{3})+|[0-9]+)(\.[0-9]+)?"
+        clean = f"regexp_replace({text}, '[^0-9.+-]', '', 'g')"
+    # Thousands separators and a currency sign are accepted only in an unambiguous shape.
+    pattern = rf"[-+]?[{_CURRENCY}]?\s*{grouped}"
+    return (f"coalesce({direct}, CASE WHEN regexp_full_match({text}, '{pattern}') "
+            f"THEN TRY_CAST({clean} AS DOUBLE) END)")
+
+
+__all__ = ["Accounting", "Transactions", "load_transactions", "REASONS", "RETURNS_POLICIES",
+           "to_date", "OPTIONAL"]

@@ -1,0 +1,202 @@
+"""Per-customer features as of a date, computed in DuckDB (DESIGN.md section 3).
+
+Time runs on the daily clock. Purchases on the same day are merged into one purchase occasion
+(as lifetimes does with ``freq="D"``); a week is 7 days of that clock (lifetimes' ``freq="D",
+freq_multiplier=7``, the CDNOW papers' convention), not a calendar-week bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from clvtier.data.io import _ident, _lit
+from clvtier.data.schema import Transactions, load_transactions, to_date
+from clvtier.errors import InputError
+
+TIME_UNITS = {"days": 1, "weeks": 7}
+#: Windows (days before as_of, inclusive of as_of) for recent spend and counts.
+WINDOWS = (30, 90, 180)
+BTYD_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
+
+
+def _divisor(time_unit: str) -> int:
+    if time_unit not in TIME_UNITS:
+        raise InputError("time_unit", f"valid options are {', '.join(map(repr, TIME_UNITS))}; "
+                                      f"got {time_unit!r}")
+    return TIME_UNITS[time_unit]
+
+
+def _as_transactions(data) -> Transactions:
+    if isinstance(data, Transactions):
+        return data
+    return load_transactions(data)
+
+
+def _daily_sql(tx: Transactions, as_of: dt.date, start: dt.date | None = None) -> str:
+    """Customer-day rows: net spend, purchase count and sums of the optional columns."""
+    cols = tx.columns
+    purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in cols
+                 else "count(*) FILTER (WHERE amount >= 0)")
+    extra = []
+    for c in tx.optional_columns:
+        if c == "order_id":
+            continue
+        extra.append(f"sum({_ident(c)}) AS {_ident('sum_' + c)}")
+        extra.append(f"count({_ident(c)}) AS {_ident('n_' + c)}")
+    where = f"status = 'ok' AND date <= DATE {_lit(as_of)}"
+    if start is not None:
+        where += f" AND date > DATE {_lit(start)}"
+    extra_sql = "".join(", " + e for e in extra)
+    return (f"SELECT customer_id, date, sum(amount) AS amount, {purchases} AS purchases"
+            f"{extra_sql} FROM tx WHERE {where} GROUP BY customer_id, date")
+
+
+def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
+    """The BTYD summary per customer: ``frequency, recency, T, monetary_value``.
+
+    Equal to ``lifetimes.utils.summary_data_from_transaction_data(..., freq="D",
+    freq_multiplier=1 or 7, monetary_value_col=amount)``: frequency is the number of purchase
+    days after the first, recency and T run from the first purchase day to the last one and to
+    ``as_of``, and monetary_value is the mean spend of the repeat purchase days (0 without).
+
+    Parameters
+    ----------
+    data : Transactions, DataFrame or path
+        Transactions; anything but :class:`Transactions` is loaded and validated first.
+    as_of : date-like, optional
+        Last day of history, inclusive. Default: the last valid transaction date.
+    time_unit : {"days", "weeks"}, default="days"
+    """
+    tx = _as_transactions(data)
+    as_of = tx.resolve_as_of(as_of)
+    unit = _divisor(time_unit)
+    sql = f"""
+        WITH daily AS ({_daily_sql(tx, as_of)})
+        SELECT customer_id,
+               CAST(count(*) - 1 AS DOUBLE) AS frequency,
+               (max(date) - min(date)) / {unit}.0 AS recency,
+               (DATE {_lit(as_of)} - min(date)) / {unit}.0 AS T,
+               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
+                    ELSE 0.0 END AS monetary_value
+        FROM daily GROUP BY customer_id ORDER BY customer_id"""
+    return _finish(tx.con.sql(sql).df(), as_of, time_unit)
+
+
+def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
+    """All per-customer features as of ``as_of`` (DESIGN.md section 3).
+
+    Columns, one row per customer with a purchase on or before ``as_of``:
+
+    - BTYD summary: ``frequency, recency, T, monetary_value`` (in ``time_unit``; see
+      :func:`btyd_summary`).
+    - Classic RFM: ``recency_days`` (days since the last purchase), ``frequency_count``
+      (purchases: distinct orders when ``order_id`` is mapped, else purchase rows; returns are
+      not purchases), ``monetary_total`` (net spend).
+    - ML extras: ``tenure_days``, ``purchase_days``, ``avg_order_value``, ``spend_{w}d`` and
+      ``count_{w}d`` for w in 30/90/180 (window of w days ending on ``as_of``), ``spend_trend``
+      ((last 180 days - the 180 before) / (|last| + |before|), 0 when both are 0, in [-1, 1]),
+      ``ipt_mean_days`` and ``ipt_std_days`` (gaps between purchase days; NaN with fewer than
+      two gaps for the std, one for the mean), and where mapped ``quantity_total``,
+      ``profit_total``, ``margin`` (profit / spend), ``satisfaction_mean`` and the mean of each
+      covariate.
+    """
+    tx = _as_transactions(data)
+    as_of = tx.resolve_as_of(as_of)
+    unit = _divisor(time_unit)
+    a = f"DATE {_lit(as_of)}"
+    windows = []
+    for w in WINDOWS:
+        windows.append(f"sum(amount) FILTER (WHERE date > {a} - {w}) AS spend_{w}d")
+        windows.append(f"sum(purchases) FILTER (WHERE date > {a} - {w}) AS count_{w}d")
+    extras = []
+    for c in tx.optional_columns:
+        if c == "order_id":
+            continue
+        s, n = _ident("sum_" + c), _ident("n_" + c)
+        if c in ("quantity", "profit"):
+            extras.append(f"sum({s}) AS {c}_total")
+        else:
+            extras.append(f"sum({s}) / nullif(sum({n}), 0) AS {_ident(c + '_mean')}")
+    if "profit" in tx.columns:
+        extras.append("sum(sum_profit) / nullif(sum(amount), 0) AS margin")
+    sql = f"""
+        WITH daily AS ({_daily_sql(tx, as_of)}),
+        gaps AS (
+            SELECT *, date - lag(date) OVER (PARTITION BY customer_id ORDER BY date) AS gap
+            FROM daily)
+        SELECT customer_id,
+               CAST(count(*) - 1 AS DOUBLE) AS frequency,
+               (max(date) - min(date)) / {unit}.0 AS recency,
+               ({a} - min(date)) / {unit}.0 AS T,
+               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
+                    ELSE 0.0 END AS monetary_value,
+               CAST({a} - max(date) AS INTEGER) AS recency_days,
+               CAST(sum(purchases) AS BIGINT) AS frequency_count,
+               sum(amount) AS monetary_total,
+               CAST({a} - min(date) AS INTEGER) AS tenure_days,
+               count(*) AS purchase_days,
+               sum(amount) / nullif(sum(purchases), 0) AS avg_order_value,
+               {", ".join(windows)},
+               coalesce(sum(amount) FILTER (WHERE date > {a} - 180), 0) AS _recent,
+               coalesce(sum(amount) FILTER (WHERE date > {a} - 360 AND date <= {a} - 180), 0)
+                   AS _earlier,
+               avg(gap) AS ipt_mean_days,
+               stddev_samp(gap) AS ipt_std_days
+               {"".join(", " + e for e in extras)}
+        FROM gaps GROUP BY customer_id ORDER BY customer_id"""
+    frame = tx.con.sql(sql).df()
+    recent, earlier = frame.pop("_recent"), frame.pop("_earlier")
+    scale = recent.abs() + earlier.abs()
+    frame.insert(frame.columns.get_loc("count_180d") + 1, "spend_trend",
+                 ((recent - earlier) / scale.where(scale > 0)).fillna(0.0))
+    for w in WINDOWS:
+        frame[f"spend_{w}d"] = frame[f"spend_{w}d"].fillna(0.0)
+        frame[f"count_{w}d"] = frame[f"count_{w}d"].fillna(0).astype("int64")
+    return _finish(frame, as_of, time_unit)
+
+
+def calibration_holdout(data, *, calibration_end, observation_end,
+                        time_unit: str = "days") -> pd.DataFrame:
+    """Features as of ``calibration_end`` plus targets from (``calibration_end``, ``observation_end``].
+
+    One row per customer with a purchase on or before ``calibration_end``. Added columns:
+    ``holdout_frequency`` (distinct purchase days in the holdout window, lifetimes'
+    ``frequency_holdout``), ``holdout_purchases`` (purchases, counted like
+    ``frequency_count``), ``holdout_spend`` (net spend), ``holdout_monetary_value`` (mean amount
+    per transaction row, lifetimes' ``monetary_value_holdout``), ``active`` (any purchase in the
+    window; churn is ``~active``) and ``duration_holdout`` (window length in ``time_unit``).
+    """
+    tx = _as_transactions(data)
+    cal = to_date(calibration_end, what="calibration_end")
+    obs = to_date(observation_end, what="observation_end")
+    if obs <= cal:
+        raise InputError("observation_end", f"must be after calibration_end {cal}; got {obs}")
+    features = customer_features(tx, as_of=cal, time_unit=time_unit)
+    unit = _divisor(time_unit)
+    holdout = tx.con.sql(f"""
+        WITH daily AS ({_daily_sql(tx, obs, start=cal)}),
+        rows AS (SELECT customer_id, avg(amount) AS holdout_monetary_value FROM tx
+                 WHERE status = 'ok' AND date > DATE {_lit(cal)} AND date <= DATE {_lit(obs)}
+                 GROUP BY customer_id)
+        SELECT d.customer_id, count(*) AS holdout_frequency,
+               CAST(sum(purchases) AS BIGINT) AS holdout_purchases,
+               sum(amount) AS holdout_spend, any_value(r.holdout_monetary_value)
+                   AS holdout_monetary_value
+        FROM daily d JOIN rows r USING (customer_id) GROUP BY d.customer_id""").df()
+    out = features.merge(holdout, on="customer_id", how="left", validate="one_to_one")
+    out["holdout_frequency"] = out["holdout_frequency"].fillna(0).astype("int64")
+    out["holdout_purchases"] = out["holdout_purchases"].fillna(0).astype("int64")
+    out["holdout_spend"] = out["holdout_spend"].fillna(0.0)
+    out["holdout_monetary_value"] = out["holdout_monetary_value"].fillna(0.0)
+    out["active"] = out["holdout_frequency"] > 0
+    out["duration_holdout"] = (obs - cal).days / unit
+    out.attrs.update(features.attrs, observation_end=obs.isoformat(),
+                     calibration_end=cal.isoformat())
+    return out
+
+
+def _finish(frame: pd.DataFrame, as_of: dt.date, time_unit: str) -> pd.DataFrame:
+    frame.attrs.update(as_of=as_of.isoformat(), time_unit=time_unit)
+    return frame
