@@ -359,7 +359,7 @@ def _number_expr(col: str, kind: str, decimal: str) -> str:
     text = f"nullif(trim(CAST({ref} AS VARCHAR)), '')"
     if decimal == ",":
         direct = f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)"
-        grouped = rf"([0-9]{{1,3}}(\.[0-9]{{3}})+|[0-9]+)(,[0-9]+)?"
+        grouped = r"([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?"
         clean = f"replace(regexp_replace({text}, '[^0-9,+-]', '', 'g'), ',', '.')"
     else:
         direct = f"TRY_CAST({text} AS DOUBLE)"

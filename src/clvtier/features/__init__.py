@@ -7,7 +7,8 @@ from clvtier.features.summary import (
     btyd_summary,
     calibration_holdout,
     customer_features,
+    unit_days,
 )
 
 __all__ = ["BTYD_COLUMNS", "TIME_UNITS", "WINDOWS", "btyd_summary", "calibration_holdout",
-           "customer_features"]
+           "customer_features", "unit_days"]

@@ -21,7 +21,8 @@ WINDOWS = (30, 90, 180)
 BTYD_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
 
 
-def _divisor(time_unit: str) -> int:
+def unit_days(time_unit: str) -> int:
+    """Days in one ``time_unit`` (1 or 7), or an InputError naming the valid units."""
     if time_unit not in TIME_UNITS:
         raise InputError("time_unit", f"valid options are {', '.join(map(repr, TIME_UNITS))}; "
                                       f"got {time_unit!r}")
@@ -71,7 +72,7 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     """
     tx = _as_transactions(data)
     as_of = tx.resolve_as_of(as_of)
-    unit = _divisor(time_unit)
+    unit = unit_days(time_unit)
     sql = f"""
         WITH daily AS ({_daily_sql(tx, as_of)})
         SELECT customer_id,
@@ -104,7 +105,7 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
     """
     tx = _as_transactions(data)
     as_of = tx.resolve_as_of(as_of)
-    unit = _divisor(time_unit)
+    unit = unit_days(time_unit)
     a = f"DATE {_lit(as_of)}"
     windows = []
     for w in WINDOWS:
@@ -174,7 +175,7 @@ def calibration_holdout(data, *, calibration_end, observation_end,
     if obs <= cal:
         raise InputError("observation_end", f"must be after calibration_end {cal}; got {obs}")
     features = customer_features(tx, as_of=cal, time_unit=time_unit)
-    unit = _divisor(time_unit)
+    unit = unit_days(time_unit)
     holdout = tx.con.sql(f"""
         WITH daily AS ({_daily_sql(tx, obs, start=cal)}),
         rows AS (SELECT customer_id, avg(amount) AS holdout_monetary_value FROM tx

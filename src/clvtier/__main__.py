@@ -1,0 +1,3 @@
+from clvtier.cli import main
+
+main()

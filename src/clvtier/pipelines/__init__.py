@@ -1,0 +1,1 @@
+"""Pipelines compose the library's modules into jobs; no maths here."""

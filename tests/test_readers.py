@@ -1,0 +1,112 @@
+"""Every supported source and text convention reads to the same transactions."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from clvtier.data import ReadOptions, load_transactions
+
+EXPECTED = pd.DataFrame({
+    "customer_id": ["C01", "C01", "C02"],
+    "date": pd.to_datetime(["2021-03-01", "2021-03-15", "2021-03-02"]),
+    "amount": [1234.5, 20.25, 7.0],
+})
+CN = {"customer_id": "客户ID", "date": "交易日期", "amount": "交易金额"}
+
+
+def _check(tx):
+    got = tx.to_pandas()[["customer_id", "date", "amount"]]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), EXPECTED, check_dtype=False)
+    assert tx.accounting().balanced() and tx.accounting().rows_quarantined == 0
+
+
+@pytest.mark.parametrize("text, encoding, options", [
+    ("customer_id,date,amount\nC01,2021-03-01,1234.5\nC01,2021-03-15,20.25\nC02,2021-03-02,7\n",
+     "utf-8", ReadOptions()),
+    ("customer_id;date;amount\nC01;2021-03-01;1234,5\nC01;2021-03-15;20,25\nC02;2021-03-02;7\n",
+     "utf-8", ReadOptions()),  # ';' and decimal comma, both detected
+    ("customer_id;date;amount\nC01;01.03.2021;1.234,5\nC01;15.03.2021;20,25\n"
+     "C02;02.03.2021;7\n", "utf-8", ReadOptions(delimiter=";", decimal=",",
+                                                date_format="%d.%m.%Y")),
+    ("customer_id\tdate\tamount\nC01\t2021-03-01 10:15:00\t1234.5\nC01\t2021-03-15T23:59:59\t"
+     "20.25\nC02\t2021-03-02\t7\n", "utf-8", ReadOptions()),
+    ('customer_id,date,amount\nC01,2021-03-01,"1,234.50"\nC01,2021-03-15,$20.25\n'
+     "C02,2021-03-02,7\n", "utf-8", ReadOptions()),  # thousands separator, currency sign
+    ("customer_id,date,amount\nC01,44256,1234.5\nC01,44270,20.25\nC02,44257,7\n",
+     "utf-8", ReadOptions()),  # Excel serial dates
+    ("customer_id,date,amount\nC01,20210301,1234.5\nC01,20210315,20.25\nC02,20210302,7\n",
+     "utf-8", ReadOptions(date_format="%Y%m%d")),
+    ("customer_id,date,amount\nC01,03/01/2021,1234.5\nC01,03/15/2021,20.25\nC02,03/02/2021,7\n",
+     "utf-8-sig", ReadOptions(date_format="%m/%d/%Y")),  # BOM
+    ("customer_id,date,amount\nC01,2021-03-01,1234.5\nC01,2021-03-15,20.25\nC02,2021-03-02,7\n",
+     "utf-16", ReadOptions()),
+])
+def test_csv_variants(tmp_path, text, encoding, options):
+    path = tmp_path / "tx.csv"
+    path.write_bytes(text.encode(encoding))
+    _check(load_transactions(path, options=options))
+
+
+@pytest.mark.parametrize("encoding", ["gb18030", "latin-1"])
+def test_named_encodings(tmp_path, encoding):
+    header = "客户ID,交易日期,交易金额" if encoding == "gb18030" else "customer_id,date,amount"
+    names = ["客户C01", "客户C02"] if encoding == "gb18030" else ["Müller", "Ñandú"]
+    text = f"{header}\n{names[0]},2021-03-01,1\n{names[1]},2021-03-02,2\n"
+    path = tmp_path / "tx.csv"
+    path.write_bytes(text.encode(encoding))
+    columns = CN if encoding == "gb18030" else None
+    tx = load_transactions(path, columns=columns, options=ReadOptions(encoding=encoding))
+    assert tx.to_pandas()["customer_id"].tolist() == names
+
+
+def test_excel_with_chinese_headers_and_sheet(tmp_path):
+    path = tmp_path / "交易.xlsx"
+    frame = pd.DataFrame({"客户ID": ["C01", "C01", "C02"],
+                          "交易日期": [dt.datetime(2021, 3, 1), dt.datetime(2021, 3, 15, 9, 30),
+                                   dt.datetime(2021, 3, 2)],
+                          "交易金额": [1234.5, 20.25, 7],
+                          "信用评级": [3, 3, 5]})
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"x": [1]}).to_excel(writer, sheet_name="说明", index=False)
+        frame.to_excel(writer, sheet_name="交易", index=False)
+    tx = load_transactions(path, columns={**CN, "credit": "信用评级"},
+                           options=ReadOptions(sheet="交易"))
+    _check(tx)
+    assert tx.columns == ("customer_id", "date", "amount", "credit")
+    assert load_transactions(path, columns=CN, options=ReadOptions(sheet=1)).source == str(path)
+
+
+def test_excel_serial_numbers_and_rejects_rows(tmp_path):
+    path = tmp_path / "serial.xlsx"
+    pd.DataFrame({"customer_id": ["C01", "C01", "C02", "C03"],
+                  "date": [44256, 44270, 44257, "n/a"],
+                  "amount": [1234.5, 20.25, 7, 1]}).to_excel(path, index=False)
+    tx = load_transactions(path)
+    assert tx.rejects()[["source_line", "reason"]].values.tolist() == [[5, "bad_date"]]
+
+
+def test_parquet_and_dataframe(tmp_path):
+    frame = EXPECTED.copy()
+    path = tmp_path / "tx.parquet"
+    frame.to_parquet(path)
+    _check(load_transactions(path))
+    _check(load_transactions(frame))
+
+
+def test_integer_ids_keep_their_type(tmp_path):
+    frame = pd.DataFrame({"customer_id": [1, 2], "date": ["2021-01-01", "2021-01-02"],
+                          "amount": [1.0, 2.0]})
+    assert load_transactions(frame).to_pandas()["customer_id"].dtype == "int64"
+
+
+def test_csv_line_order_is_source_order(tmp_path):
+    # DuckDB reads CSV in parallel; line numbers must still follow the file.
+    n = 300_000
+    frame = pd.DataFrame({"customer_id": range(n), "date": "2021-01-01", "amount": 1.0})
+    frame.loc[::7919, "amount"] = None
+    path = tmp_path / "big.csv"
+    frame.to_csv(path, index=False)
+    rejects = load_transactions(path).rejects()
+    assert rejects["source_line"].tolist() == [i + 2 for i in range(0, n, 7919)]
+    assert rejects["customer_id"].astype(int).tolist() == list(range(0, n, 7919))
