@@ -241,7 +241,12 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
     for c in numeric:
         parsed[c] = _number_expr(c, types[c], raw.decimal)
 
-    checks = [("customer_id IS NULL AND _id_text IS NULL", "missing_customer_id"),
+    def text(c):  # the source value as trimmed text, NULL when empty
+        return f"nullif(trim(CAST({_ident('_src_' + c)} AS VARCHAR)), '')"
+
+    # A CASE evaluates a branch only for the rows that reach it, so the text conversions
+    # below cost nothing for valid rows.
+    checks = [(f"customer_id IS NULL AND {text('customer_id')} IS NULL", "missing_customer_id"),
               ("customer_id IS NULL", "bad_customer_id"),
               ("date IS NULL", "bad_date"),
               ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
@@ -249,43 +254,48 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
     if max_amount is not None:
         checks.append((f"abs(amount) > {float(max_amount)!r}", "amount_out_of_range"))
     for c in numeric:
-        checks.append((f"_raw_{c} IS NOT NULL AND ({_ident(c)} IS NULL OR NOT isfinite("
-                       f"{_ident(c)}))", f"bad_{c}"))
+        checks.append((f"({_ident(c)} IS NULL OR NOT isfinite({_ident(c)})) "
+                       f"AND {text(c)} IS NOT NULL", f"bad_{c}"))
     if returns == "quarantine":
         checks.append(("amount < 0", "negative_amount"))
     status = "CASE " + " ".join(f"WHEN {cond} THEN '{code}'" for cond, code in checks) \
         + " ELSE 'ok' END"
 
     inner = ", ".join(f"{expr} AS {_ident(c)}" for c, expr in parsed.items())
-    inner_raw = ", ".join(f"nullif(trim(CAST({_ident(c)} AS VARCHAR)), '') AS _raw_{c}"
-                          for c in names)
+    sources = ", ".join(f"raw.{_ident(c)} AS {_ident('_src_' + c)}" for c in names)
     typed_cols = ", ".join(_ident(c) for c in names)
-    raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN _raw_{c} END AS raw_{c}" for c in names)
+    raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN {text(c)} END AS raw_{c}" for c in names)
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE tx AS
             SELECT source_line, status, {typed_cols}, {raw_cols} FROM (
                 SELECT *, {status} AS status FROM (
-                    SELECT source_line, {inner}, {inner_raw},
-                           nullif(trim(CAST(raw.customer_id AS VARCHAR)), '') AS _id_text
-                    FROM raw))""")
+                    SELECT source_line, {inner}, {sources} FROM raw))""")
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
     key = ", ".join(_ident(c) for c in names)
-    duplicates = con.execute(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM tx "
-                         f"WHERE status = 'ok' GROUP BY {key} HAVING count(*) > 1)").fetchall()[0][0]
-    if drop_duplicates and duplicates:
+    duplicates = 0
+    if drop_duplicates:
         con.execute(f"""
             UPDATE tx SET status = 'duplicate' WHERE source_line IN (
                 SELECT source_line FROM (
                     SELECT source_line, row_number() OVER (PARTITION BY {key}
                                                          ORDER BY source_line) AS copy
                     FROM tx WHERE status = 'ok') WHERE copy > 1)""")
+        duplicates = con.execute("SELECT count(*) FROM tx WHERE status = 'duplicate'").fetchall()[0][0]
 
-    netted = 0
-    if returns == "net":
-        netted = _net_returns(con)
+    netted = _net_returns(con) if returns == "net" else 0
+    _build_days(con, names)
+    if not drop_duplicates:
+        # Exact copies share a customer and a day, so only days with several rows can hold
+        # them: the exact check runs on those rows alone.
+        duplicates = con.execute(f"""
+            SELECT coalesce(sum(n - 1), 0) FROM (
+                SELECT count(*) AS n FROM tx
+                SEMI JOIN (SELECT customer_id, date FROM day WHERE n_rows > 1) AS m
+                    USING (customer_id, date)
+                WHERE status = 'ok' GROUP BY {key} HAVING count(*) > 1)""").fetchall()[0][0]
 
     first, last, ok = con.execute("SELECT min(date), max(date), count(*) FROM tx "
                               "WHERE status = 'ok'").fetchall()[0]
@@ -301,6 +311,22 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last)
+
+
+def _build_days(con, names: list[str]) -> None:
+    """Customer-day table ``day`` of the valid rows, which every feature query starts from:
+    net spend, purchases (distinct orders when ``order_id`` is mapped, else rows with a
+    non-negative amount), rows, and the sum and count of each optional numeric column."""
+    purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in names
+                 else "count(*) FILTER (WHERE amount >= 0)")
+    extra = "".join(f", sum({_ident(c)}) AS {_ident('sum_' + c)}, count({_ident(c)}) AS "
+                    f"{_ident('n_' + c)}"
+                    for c in names if c not in ("customer_id", "date", "amount", "order_id"))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE day AS
+        SELECT customer_id, date, sum(amount) AS amount, {purchases} AS purchases,
+               count(*) AS n_rows{extra}
+        FROM tx WHERE status = 'ok' GROUP BY customer_id, date""")
 
 
 def _net_returns(con) -> int:

@@ -35,23 +35,12 @@ def _as_transactions(data) -> Transactions:
     return load_transactions(data)
 
 
-def _daily_sql(tx: Transactions, as_of: dt.date, start: dt.date | None = None) -> str:
-    """Customer-day rows: net spend, purchase count and sums of the optional columns."""
-    cols = tx.columns
-    purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in cols
-                 else "count(*) FILTER (WHERE amount >= 0)")
-    extra = []
-    for c in tx.optional_columns:
-        if c == "order_id":
-            continue
-        extra.append(f"sum({_ident(c)}) AS {_ident('sum_' + c)}")
-        extra.append(f"count({_ident(c)}) AS {_ident('n_' + c)}")
-    where = f"status = 'ok' AND date <= DATE {_lit(as_of)}"
+def _days(as_of: dt.date, start: dt.date | None = None) -> str:
+    """Customer-day rows (table ``day``, built by :func:`load_transactions`) in a window."""
+    sql = f"SELECT * FROM day WHERE date <= DATE {_lit(as_of)}"
     if start is not None:
-        where += f" AND date > DATE {_lit(start)}"
-    extra_sql = "".join(", " + e for e in extra)
-    return (f"SELECT customer_id, date, sum(amount) AS amount, {purchases} AS purchases"
-            f"{extra_sql} FROM tx WHERE {where} GROUP BY customer_id, date")
+        sql += f" AND date > DATE {_lit(start)}"
+    return sql
 
 
 def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
@@ -74,7 +63,7 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     as_of = tx.resolve_as_of(as_of)
     unit = unit_days(time_unit)
     sql = f"""
-        WITH daily AS ({_daily_sql(tx, as_of)})
+        WITH daily AS ({_days(as_of)})
         SELECT customer_id,
                CAST(count(*) - 1 AS DOUBLE) AS frequency,
                (max(date) - min(date)) / {unit}.0 AS recency,
@@ -123,7 +112,7 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
     if "profit" in tx.columns:
         extras.append("sum(sum_profit) / nullif(sum(amount), 0) AS margin")
     sql = f"""
-        WITH daily AS ({_daily_sql(tx, as_of)}),
+        WITH daily AS ({_days(as_of)}),
         gaps AS (
             SELECT *, date - lag(date) OVER (PARTITION BY customer_id ORDER BY date) AS gap
             FROM daily)
@@ -177,15 +166,11 @@ def calibration_holdout(data, *, calibration_end, observation_end,
     features = customer_features(tx, as_of=cal, time_unit=time_unit)
     unit = unit_days(time_unit)
     holdout = tx.con.sql(f"""
-        WITH daily AS ({_daily_sql(tx, obs, start=cal)}),
-        rows AS (SELECT customer_id, avg(amount) AS holdout_monetary_value FROM tx
-                 WHERE status = 'ok' AND date > DATE {_lit(cal)} AND date <= DATE {_lit(obs)}
-                 GROUP BY customer_id)
-        SELECT d.customer_id, count(*) AS holdout_frequency,
+        SELECT customer_id, count(*) AS holdout_frequency,
                CAST(sum(purchases) AS BIGINT) AS holdout_purchases,
-               sum(amount) AS holdout_spend, any_value(r.holdout_monetary_value)
-                   AS holdout_monetary_value
-        FROM daily d JOIN rows r USING (customer_id) GROUP BY d.customer_id""").df()
+               sum(amount) AS holdout_spend,
+               sum(amount) / sum(n_rows) AS holdout_monetary_value
+        FROM ({_days(obs, start=cal)}) GROUP BY customer_id""").df()
     out = features.merge(holdout, on="customer_id", how="left", validate="one_to_one")
     out["holdout_frequency"] = out["holdout_frequency"].fillna(0).astype("int64")
     out["holdout_purchases"] = out["holdout_purchases"].fillna(0).astype("int64")
