@@ -16,7 +16,6 @@ import duckdb
 import pandas as pd
 
 from clvtier.data.io import (
-    OPTIONAL,
     ColumnMap,
     RawTable,
     ReadOptions,
@@ -136,12 +135,6 @@ class Transactions:
         if as_of is None:
             return self.last_date
         return to_date(as_of, what="as_of")
-
-    def used_view(self, as_of) -> str:
-        """SQL of the rows used for an analysis as of ``as_of``."""
-        cols = ", ".join(_ident(c) for c in self.columns)
-        return (f"SELECT {cols} FROM tx WHERE status = 'ok' "
-                f"AND date <= DATE {_lit(self.resolve_as_of(as_of))}")
 
     def to_pandas(self, as_of=None) -> pd.DataFrame:
         """The used rows (on or before ``as_of``), in source order, as a DataFrame."""
@@ -398,4 +391,4 @@ def _number_expr(col: str, kind: str, decimal: str) -> str:
 
 
 __all__ = ["Accounting", "Transactions", "load_transactions", "REASONS", "RETURNS_POLICIES",
-           "to_date", "OPTIONAL"]
+           "to_date"]

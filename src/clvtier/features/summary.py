@@ -43,6 +43,16 @@ def _days(as_of: dt.date, start: dt.date | None = None) -> str:
     return sql
 
 
+def _btyd_columns(as_of: dt.date, unit: int) -> str:
+    """Aggregates over customer-days giving lifetimes' ``frequency, recency, T,
+    monetary_value``; repeat-day spend is the total less the first day's."""
+    return f"""CAST(count(*) - 1 AS DOUBLE) AS frequency,
+               (max(date) - min(date)) / {unit}.0 AS recency,
+               (DATE {_lit(as_of)} - min(date)) / {unit}.0 AS T,
+               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
+                    ELSE 0.0 END AS monetary_value"""
+
+
 def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     """The BTYD summary per customer: ``frequency, recency, T, monetary_value``.
 
@@ -64,12 +74,7 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     unit = unit_days(time_unit)
     sql = f"""
         WITH daily AS ({_days(as_of)})
-        SELECT customer_id,
-               CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               (max(date) - min(date)) / {unit}.0 AS recency,
-               (DATE {_lit(as_of)} - min(date)) / {unit}.0 AS T,
-               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
-                    ELSE 0.0 END AS monetary_value
+        SELECT customer_id, {_btyd_columns(as_of, unit)}
         FROM daily GROUP BY customer_id ORDER BY customer_id"""
     return _finish(tx.con.sql(sql).df(), as_of, time_unit)
 
@@ -116,12 +121,7 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
         gaps AS (
             SELECT *, date - lag(date) OVER (PARTITION BY customer_id ORDER BY date) AS gap
             FROM daily)
-        SELECT customer_id,
-               CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               (max(date) - min(date)) / {unit}.0 AS recency,
-               ({a} - min(date)) / {unit}.0 AS T,
-               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
-                    ELSE 0.0 END AS monetary_value,
+        SELECT customer_id, {_btyd_columns(as_of, unit)},
                CAST({a} - max(date) AS INTEGER) AS recency_days,
                CAST(sum(purchases) AS BIGINT) AS frequency_count,
                sum(amount) AS monetary_total,
