@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -171,34 +169,27 @@ def write_synthetic(path, n_customers: int, *, chunk_customers: int = 500_000, s
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from clvtier.data.io import output_format
+    from clvtier.data.io import atomic_output, output_format
 
-    path = Path(path)
     fmt = output_format(path)
     n_chunks = -(-int(n_customers) // chunk_customers)
     seeds = np.random.SeedSequence(seed).spawn(n_chunks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     rows = 0
-    writer = None
-    try:
-        for i, child in enumerate(seeds):
-            size = min(chunk_customers, n_customers - i * chunk_customers)
-            frame = synthetic_transactions(size, seed=int(child.generate_state(1)[0]),
-                                           id_offset=i * chunk_customers, **kwargs)
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = table.set_column(1, "date", table["date"].cast(pa.date32()))
-            if writer is None:
-                writer = (pq.ParquetWriter(tmp, table.schema) if fmt == "parquet"
-                          else pacsv.CSVWriter(tmp, table.schema))
-            writer.write_table(table)
-            rows += len(frame)
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        writer = None
+        try:
+            for i, child in enumerate(seeds):
+                size = min(chunk_customers, n_customers - i * chunk_customers)
+                frame = synthetic_transactions(size, seed=int(child.generate_state(1)[0]),
+                                               id_offset=i * chunk_customers, **kwargs)
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                table = table.set_column(1, "date", table["date"].cast(pa.date32()))
+                if writer is None:
+                    writer = (pq.ParquetWriter(tmp, table.schema) if fmt == "parquet"
+                              else pacsv.CSVWriter(tmp, table.schema))
+                writer.write_table(table)
+                rows += len(frame)
+        finally:
+            if writer is not None:
+                writer.close()
     return {"customers": int(n_customers), "rows": rows, "path": str(path)}

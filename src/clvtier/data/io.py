@@ -8,6 +8,7 @@ Validation and quarantine live in :mod:`clvtier.data.schema`.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -324,20 +325,27 @@ def output_format(path) -> str:
     raise InputError(str(path), f"output must end in .csv or .parquet, got {suffix or 'none'}")
 
 
-def write_frame(frame: pd.DataFrame, path) -> Path:
-    """Write ``frame`` as CSV or Parquet (by extension) atomically: temp file, then rename."""
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds,
+    so a crash or kill never leaves a partial file under the real name."""
     path = Path(path)
-    fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_frame(frame: pd.DataFrame, path) -> Path:
+    """Write ``frame`` as CSV or Parquet (by extension) atomically."""
+    fmt = output_format(path)
+    with atomic_output(path) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

@@ -219,8 +219,8 @@ def load_transactions(source, *, columns: ColumnMap | dict | str | None = None,
 def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates: bool,
               max_amount: float | None) -> Transactions:
     con = raw.con
-    types = dict(zip(con.sql("SELECT * FROM raw LIMIT 0").columns,
-                     (str(t) for t in con.sql("SELECT * FROM raw LIMIT 0").types), strict=True))
+    shape = con.sql("SELECT * FROM raw LIMIT 0")
+    types = {name: str(kind) for name, kind in zip(shape.columns, shape.types, strict=True)}
     names = list(raw.columns)
     numeric = [c for c in names if c not in ("customer_id", "date", "amount", "order_id")]
 
@@ -290,17 +290,18 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
                     USING (customer_id, date)
                 WHERE status = 'ok' GROUP BY {key} HAVING count(*) > 1)""").fetchall()[0][0]
 
-    first, last, ok = con.execute("SELECT min(date), max(date), count(*) FROM tx "
-                              "WHERE status = 'ok'").fetchall()[0]
-    total = con.execute("SELECT count(*) FROM tx").fetchall()[0][0] + len(raw.malformed)
+    first, last, ok, rows = con.execute(
+        "SELECT min(date) FILTER (WHERE status = 'ok'), max(date) FILTER (WHERE status = 'ok'), "
+        "count(*) FILTER (WHERE status = 'ok'), count(*) FROM tx").fetchall()[0]
+    total = rows + len(raw.malformed)
     if total == 0:
         raise EmptyInputError(raw.source, "has a header but no data rows")
     if ok == 0:
-        top = con.execute("SELECT status, count(*) AS n FROM tx GROUP BY status ORDER BY n DESC "
-                      "LIMIT 1").fetchall()[0] if total > len(raw.malformed) else ("malformed_row",
-                                                                               total)
+        counts = dict(con.execute("SELECT status, count(*) FROM tx GROUP BY status").fetchall())
+        counts["malformed_row"] = len(raw.malformed)
         raise EmptyInputError(raw.source, f"no valid rows: all {total:,} rows quarantined "
-                                          f"(most often {top[0]}; see the rejects file)")
+                                          f"(most often {max(counts, key=counts.get)}; "
+                                          "see the rejects file)")
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last)
