@@ -1,0 +1,15 @@
+"""Holdout metrics for value rankings and churn scores."""
+
+from clvtier.evaluate.metrics import (
+    calibration_table,
+    churn_metrics,
+    decile_mape,
+    expected_calibration_error,
+    normalized_gini,
+    top_decile_lift,
+    top_share,
+    value_metrics,
+)
+
+__all__ = ["calibration_table", "churn_metrics", "decile_mape", "expected_calibration_error",
+           "normalized_gini", "top_decile_lift", "top_share", "value_metrics"]

@@ -1,0 +1,151 @@
+"""Metrics for value rankings (CLV) and churn scores, computed on holdout data.
+
+Ties in a ranking are scored by their expected value over random orderings within the tie, so a
+model that predicts the same value for many customers is neither rewarded nor punished by the
+order the rows happen to be in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn import metrics as skm
+
+
+def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(actual, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    if a.shape != p.shape or a.ndim != 1:
+        raise ValueError(f"actual and predicted must be 1-D and of equal length; got {a.shape} and {p.shape}")
+    if a.size == 0:
+        raise ValueError("no customers to evaluate")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(p))):
+        raise ValueError(f"{int((~np.isfinite(a)).sum() + (~np.isfinite(p)).sum())} values are not finite")
+    return a, p
+
+
+def _ranked_actual(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Actual values ordered by predicted value (highest first), averaged within ties."""
+    order = np.argsort(-predicted, kind="stable")
+    p, a = predicted[order], actual[order]
+    _, start, counts = np.unique(-p, return_index=True, return_counts=True)
+    group = np.repeat(np.arange(start.size), counts)
+    return (np.bincount(group, weights=a) / counts)[group]
+
+
+def _gini(ranked: np.ndarray) -> float:
+    n = ranked.size
+    cumulative = np.cumsum(ranked) / ranked.sum()
+    return cumulative.sum() / n - (n + 1) / (2 * n)
+
+
+def normalized_gini(actual, predicted) -> float:
+    """Gini of ``actual`` ranked by ``predicted``, divided by the Gini of the perfect ranking.
+
+    1 is the perfect order, 0 a random one, negative worse than random. The Gini here is the area
+    between the cumulative share of actual value (customers sorted by prediction, highest first)
+    and the diagonal.
+    """
+    a, p = _arrays(actual, predicted)
+    if a.sum() <= 0:
+        return float("nan")
+    best = _gini(np.sort(a)[::-1])
+    return float(_gini(_ranked_actual(a, p)) / best) if best > 0 else float("nan")
+
+
+def top_share(actual, predicted, share: float = 0.2) -> float:
+    """Share of total actual value held by the ``share`` of customers ranked highest by ``predicted``."""
+    a, p = _arrays(actual, predicted)
+    k = int(round(share * a.size))
+    return float(_ranked_actual(a, p)[:k].sum() / a.sum()) if a.sum() > 0 else float("nan")
+
+
+def decile_mape(actual, predicted, bins: int = 10) -> float:
+    """Mean absolute percentage error of the mean value per decile of ``predicted``.
+
+    Deciles are formed on the tie-averaged order, so ties do not depend on row order; deciles
+    whose actual mean is 0 are skipped.
+    """
+    a, p = _arrays(actual, predicted)
+    order = np.argsort(-p, kind="stable")
+    ranked_a, ranked_p = _ranked_actual(a, p), p[order]
+    errors = []
+    for part_a, part_p in zip(np.array_split(ranked_a, bins), np.array_split(ranked_p, bins), strict=True):
+        if part_a.size and part_a.mean() > 0:
+            errors.append(abs(part_p.mean() - part_a.mean()) / part_a.mean())
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def value_metrics(actual, predicted) -> dict[str, float]:
+    """Every value-ranking metric: gini, spearman, top20_share, decile_mape, mae, rmse,
+    total_predicted, total_actual and total_ratio (predicted / actual)."""
+    a, p = _arrays(actual, predicted)
+    return {
+        "gini": normalized_gini(a, p),
+        "spearman": float(stats.spearmanr(a, p).statistic) if np.ptp(p) * np.ptp(a) > 0 else float("nan"),
+        "top20_share": top_share(a, p, 0.2),
+        "decile_mape": decile_mape(a, p),
+        "mae": float(np.abs(a - p).mean()),
+        "rmse": float(np.sqrt(((a - p) ** 2).mean())),
+        "total_predicted": float(p.sum()),
+        "total_actual": float(a.sum()),
+        "total_ratio": float(p.sum() / a.sum()) if a.sum() > 0 else float("nan"),
+    }
+
+
+def top_decile_lift(label, score, share: float = 0.1) -> float:
+    """Positive rate among the ``share`` highest scores over the overall positive rate (tie-averaged)."""
+    y, s = _arrays(label, score)
+    k = max(1, int(round(share * y.size)))
+    return float(_ranked_actual(y, s)[:k].mean() / y.mean()) if y.mean() > 0 else float("nan")
+
+
+def calibration_table(label, probability, bins: int = 10) -> pd.DataFrame:
+    """Reliability curve on equal-width probability bins: customers, mean predicted, observed rate."""
+    y, p = _arrays(label, probability)
+    _check_probability(p)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    table = pd.DataFrame({"bin": which, "predicted": p, "observed": y}).groupby("bin").agg(
+        customers=("predicted", "size"), mean_predicted=("predicted", "mean"),
+        observed_rate=("observed", "mean"))
+    table.insert(0, "bin_low", table.index / bins)
+    table.insert(1, "bin_high", (table.index + 1) / bins)
+    return table.reset_index(drop=True)
+
+
+def expected_calibration_error(label, probability, bins: int = 10) -> float:
+    """Customer-weighted mean gap between predicted and observed rates over equal-width bins."""
+    table = calibration_table(label, probability, bins)
+    gaps = (table["mean_predicted"] - table["observed_rate"]).abs()
+    return float((gaps * table["customers"]).sum() / table["customers"].sum())
+
+
+def _check_probability(p: np.ndarray):
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"{int(((p < 0) | (p > 1)).sum())} probabilities are outside [0, 1]")
+
+
+def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, float]:
+    """Metrics of a churn score (higher = more likely to churn) against the observed churn label.
+
+    ROC-AUC, PR-AUC (average precision, churn as the positive class) and top-decile lift use only
+    the ranking. Brier score and expected calibration error need a probability; for a plain score
+    (``probability=False``) they are NaN.
+    """
+    y, s = _arrays(churned, score)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("churn labels must be 0 or 1")
+    both = 0 < y.sum() < y.size
+    out = {
+        "roc_auc": float(skm.roc_auc_score(y, s)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y, s)) if both else float("nan"),
+        "top_decile_lift": top_decile_lift(y, s),
+        "brier": float("nan"),
+        "ece": float("nan"),
+    }
+    if probability:
+        _check_probability(s)
+        out["brier"] = float(((s - y) ** 2).mean())
+        out["ece"] = expected_calibration_error(y, s)
+    return out
