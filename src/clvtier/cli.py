@@ -154,6 +154,53 @@ def synth(
                    f"-> {info['path']}")
 
 
+@app.command("evaluate-models")
+def evaluate_models(
+    dataset: Annotated[str | None, typer.Option(
+        help="Built-in data: 'cdnow' (the CDNOW master file shipped with lifetimes). Its protocol: "
+             "train 1997-07-01, test 1997-12-30, 26-week windows.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Your transactions instead of "
+                                               "--dataset (.csv/.parquet/.xlsx).")] = None,
+    columns: ColumnsOpt = None,
+    train_cutoff: Annotated[str | None, typer.Option(help="Features for training as of this date "
+                                                     "(YYYY-MM-DD); targets in the next horizon.")] = None,
+    test_cutoff: Annotated[str | None, typer.Option(help="Features for testing as of this date; at "
+                                                    "least train cutoff + horizon.")] = None,
+    horizon: Annotated[float | None, typer.Option(help="Window length, in --time-unit "
+                                                  "(default 26 weeks).")] = None,
+    time_unit: Annotated[str, typer.Option(help="days or weeks.")] = "weeks",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table (.csv or "
+                                                ".parquet) and <name>_calibration next to it.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the ML models.")] = 0,
+):
+    """Benchmark CLV and churn models out of time: naive, BTYD + Gamma-Gamma, XGBoost, hybrid."""
+    with _clean_errors():
+        from clvtier.data import load_transactions
+        from clvtier.data.datasets import load_cdnow
+        from clvtier.data.io import output_format
+        from clvtier.errors import InputError
+        from clvtier.pipelines.evaluate_models import CDNOW_PROTOCOL, evaluate_models
+
+        if (dataset is None) == (input is None):
+            raise InputError("evaluate-models", "give exactly one of --dataset cdnow or --input FILE")
+        if output is not None:
+            output_format(output)
+        protocol = dict(CDNOW_PROTOCOL) if dataset is not None else {"horizon": 26}
+        if dataset is not None and dataset != "cdnow":
+            raise InputError("--dataset", f"valid options are 'cdnow'; got {dataset!r}")
+        given = {"train_cutoff": train_cutoff, "test_cutoff": test_cutoff, "horizon": horizon}
+        protocol.update({k: v for k, v in given.items() if v is not None})
+        missing = [f"--{k.replace('_', '-')}" for k in ("train_cutoff", "test_cutoff") if k not in protocol]
+        if missing:
+            raise InputError("evaluate-models", f"{' and '.join(missing)} required with --input")
+        tx = load_transactions(load_cdnow() if dataset else input, columns=columns)
+        result = evaluate_models(tx, time_unit=time_unit, random_state=seed, **protocol)
+        typer.echo(result.format())
+        if output is not None:
+            for path in result.write(output):
+                typer.echo(f"-> {path}")
+
+
 @app.command()
 def demo(
     output_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")]

@@ -7,5 +7,7 @@ from clvtier.clv.btyd import (
     ModifiedBetaGeoModel,
     ParetoNBDModel,
 )
+from clvtier.clv.ml import XGBoostCLV, btyd_outputs, match_total
 
-__all__ = ["BetaGeoModel", "GammaGammaModel", "ModelFitError", "ModifiedBetaGeoModel", "ParetoNBDModel"]
+__all__ = ["BetaGeoModel", "GammaGammaModel", "ModelFitError", "ModifiedBetaGeoModel", "ParetoNBDModel",
+           "XGBoostCLV", "btyd_outputs", "match_total"]
