@@ -98,13 +98,20 @@ def check_purchase_data(X, *, time_unit: str | None = None, source: str = "<feat
 
 
 def compress(*columns: np.ndarray, weights: np.ndarray | None = None):
-    """Distinct rows of ``columns`` with their summed weights, and the index mapping rows back."""
-    frame = pd.DataFrame({str(i): c for i, c in enumerate(columns)})
-    codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
-    w = np.ones(codes.size) if weights is None else np.asarray(weights, dtype=float)
-    counts = np.bincount(codes, weights=w, minlength=len(uniques))
-    distinct = [uniques.get_level_values(i).to_numpy(dtype=float) for i in range(len(columns))]
-    return distinct, counts, codes
+    """Distinct rows of ``columns`` with their summed weights, and the index mapping rows back.
+
+    Each column is hashed on its own and the codes are folded into one compact integer key, which
+    is several times faster than hashing row tuples.
+    """
+    columns = [np.asarray(c, dtype=float) for c in columns]
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(column)
+        key, _ = pd.factorize(key * len(uniques) + codes)  # stays below n: no overflow
+    first = np.empty(key.max() + 1 if key.size else 0, dtype=np.int64)
+    first[key[::-1]] = np.arange(key.size)[::-1]  # first row of each distinct key
+    w = np.ones(key.size) if weights is None else np.asarray(weights, dtype=float)
+    return [c[first] for c in columns], np.bincount(key, weights=w, minlength=first.size), key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +161,31 @@ def _minimise(objective, x0: np.ndarray, *, tol: float, gradient=None, name: str
                         + "; ".join(messages) + "); try a small penalizer")
 
 
+WARM_START_ROWS = 50_000
+
+
+def _warm_start(make_objective, args: tuple, x0: np.ndarray) -> np.ndarray:
+    """Start values from a fit on a weighted sample of distinct rows, when there are many.
+
+    ``args`` are the likelihood's arrays (the weights last but one, the penalizer last). The sample
+    only moves the starting point: the full fit then converges to the same optimum in a few
+    iterations instead of dozens, which is what makes 10M customers a matter of seconds.
+    """
+    *columns, w, penalizer = args
+    if w.size <= WARM_START_ROWS:
+        return x0
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(w.size, WARM_START_ROWS, replace=False, p=w / w.sum()))
+    objective, gradient = make_objective((*(c[idx] for c in columns), w[idx], penalizer))
+    with np.errstate(all="ignore"):
+        try:
+            result = optimize.minimize(gradient or objective, x0, jac=gradient is not None, method="BFGS",
+                                       tol=1e-5)
+        except (ValueError, FloatingPointError, OverflowError, ZeroDivisionError):
+            return x0
+    return result.x if np.all(np.isfinite(result.x)) and np.all(np.abs(result.x) < 50) else x0
+
+
 # ---------------------------------------------------------------------------------------------
 # purchase models
 
@@ -187,9 +219,9 @@ class _PurchaseModel(BaseEstimator):
         scale = 1.0 / T.max()  # as lifetimes: rescale time so the optimiser sees O(1) rates
         args = (f, r * scale, T * scale, w, self.penalizer)
         with warnings.catch_warnings():  # lifetimes' likelihoods reset warning filters on each call
+            x0 = _warm_start(self._objective, args, np.full(len(self._param_names), 0.1))
             objective, gradient = self._objective(args)
-            result = _minimise(objective, np.full(len(self._param_names), 0.1), tol=self.tol,
-                               gradient=gradient, name=self._name)
+            result = _minimise(objective, x0, tol=self.tol, gradient=gradient, name=self._name)
             params = np.exp(result.x)
             for name in self._scaled:
                 params[self._param_names.index(name)] /= scale
@@ -535,9 +567,14 @@ class GammaGammaModel(BaseEstimator):
         from autograd import value_and_grad
         nll = _lifetimes().GammaGammaFitter._negative_log_likelihood
         args = (fx, mx, w, self.penalizer)
+
+        def make(a):
+            return (lambda x: nll(x, *a)), value_and_grad(lambda x: nll(x, *a))
+
         with warnings.catch_warnings():
-            result = _minimise(lambda x: nll(x, *args), np.full(3, 0.1), tol=self.tol,
-                               gradient=value_and_grad(lambda x: nll(x, *args)), name="Gamma-Gamma")
+            objective, gradient = make(args)
+            result = _minimise(objective, _warm_start(make, args, np.full(3, 0.1)), tol=self.tol,
+                               gradient=gradient, name="Gamma-Gamma")
             self.log_likelihood_ = float(-nll(result.x, fx, mx, w, 0.0) * w.sum())
         p, q, v = map(float, np.exp(result.x))
         if q <= 1:
