@@ -24,10 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_features.py
+	$(PY) benchmarks/bench_btyd.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
 
 # Re-resolve the lock from pyproject.toml in a scratch environment.
 lock:

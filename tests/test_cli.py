@@ -96,3 +96,5 @@ def test_demo_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "23,570" in result.output and "69,659" in result.output
     assert len(pd.read_parquet(tmp_path / "cdnow_features.parquet")) == 23_570
+    metrics = pd.read_csv(tmp_path / "cdnow_model_metrics.csv")
+    assert metrics["model"].tolist()[-1] == "hybrid" and "Out-of-time model benchmark" in result.output

@@ -10,6 +10,7 @@ import pandas as pd
 from clvtier.data import Accounting, load_transactions, write_frame
 from clvtier.data.datasets import load_cdnow
 from clvtier.features import customer_features
+from clvtier.pipelines.evaluate_models import CDNOW_PROTOCOL, ModelBenchmark, evaluate_models
 
 CDNOW_AS_OF = "1998-06-30"
 
@@ -19,6 +20,8 @@ class DemoResult:
     accounting: Accounting
     features: pd.DataFrame
     features_path: Path
+    models: ModelBenchmark
+    metrics_path: Path
 
     def format(self) -> str:
         f = self.features
@@ -36,14 +39,21 @@ class DemoResult:
             f"days since last purchase  {f['recency_days'].median():>10.0f} (median)",
             f"spend of the top 20%      {top20:>10.1%}",
             f"features ({f.shape[1] - 1} columns) -> {self.features_path}",
+            "",
+            self.models.format(),
+            f"model metrics -> {self.metrics_path}",
         ]
         return "\n".join(lines)
 
 
 def run_demo(output_dir) -> DemoResult:
-    """Load CDNOW, validate it, build the feature table as of 1998-06-30 and write it."""
+    """Load CDNOW, validate it, build the feature table as of 1998-06-30 and write it; then run
+    the out-of-time model benchmark (train 1997-07-01, test 1997-12-30, 26-week windows)."""
     output_dir = Path(output_dir)
     tx = load_transactions(load_cdnow())
     features = customer_features(tx, as_of=CDNOW_AS_OF)
     path = write_frame(features, output_dir / "cdnow_features.parquet")
-    return DemoResult(accounting=tx.accounting(CDNOW_AS_OF), features=features, features_path=path)
+    models = evaluate_models(tx, **CDNOW_PROTOCOL)
+    metrics_path = models.write(output_dir / "cdnow_model_metrics.csv")[0]
+    return DemoResult(accounting=tx.accounting(CDNOW_AS_OF), features=features, features_path=path,
+                      models=models, metrics_path=metrics_path)
