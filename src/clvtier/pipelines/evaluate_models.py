@@ -10,6 +10,7 @@ compared on the same customers and window.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from clvtier.clv import (
 )
 from clvtier.data import Transactions, load_transactions, to_date, write_frame
 from clvtier.data.datasets import load_cdnow
+from clvtier.errors import InputError
 from clvtier.evaluate import calibration_table, churn_metrics, value_metrics
 from clvtier.features import calibration_holdout, unit_days
 
@@ -77,14 +79,10 @@ def evaluate_models(transactions, *, train_cutoff, test_cutoff, horizon: float =
     ``horizon`` is in ``time_unit``; ``test_cutoff`` must be ``train_cutoff + horizon`` or later, so
     the training targets end before the test features start.
     """
-    import time
-
     tx = transactions if isinstance(transactions, Transactions) else load_transactions(transactions)
     train_cut, test_cut = to_date(train_cutoff, what="train_cutoff"), to_date(test_cutoff, what="test_cutoff")
     window = dt.timedelta(days=round(horizon * unit_days(time_unit)))
     if train_cut + window > test_cut:
-        from clvtier.errors import InputError
-
         raise InputError("test_cutoff", f"training targets run to {train_cut + window}, after the test "
                                         f"cutoff {test_cut}: the test window would leak into training")
     train = calibration_holdout(tx, calibration_end=train_cut, observation_end=train_cut + window,
