@@ -194,6 +194,7 @@ class _PurchaseModel(BaseEstimator):
     """Shared fit/validation for the purchase-count models; subclasses supply the maths."""
 
     _name = ""
+    _fitter_name = ""  # the lifetimes class whose likelihood is fitted
     _param_names: tuple[str, ...] = ()
     _scaled: tuple[str, ...] = ()  # rate parameters that carry the time unit
 
@@ -240,7 +241,7 @@ class _PurchaseModel(BaseEstimator):
             raise ModelFitError(f"{self._name} fitted invalid parameters {bad}")
 
     def _fitter(self):
-        raise NotImplementedError
+        return getattr(_lifetimes(), self._fitter_name)
 
     def _objective(self, args):
         from autograd import value_and_grad
@@ -362,11 +363,9 @@ class BetaGeoModel(_PurchaseModel):
     """
 
     _name = "BG/NBD"
+    _fitter_name = "BetaGeoFitter"
     _param_names = ("r", "alpha", "a", "b")
     _scaled = ("alpha",)
-
-    def _fitter(self):
-        return _lifetimes().BetaGeoFitter
 
     def _log_odds_dead(self, f, r, T):
         # log of delta(x>0) a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x): eq. (13) of FHL (2005)
@@ -407,9 +406,7 @@ class ModifiedBetaGeoModel(BetaGeoModel):
     hyperparameters and attributes as :class:`BetaGeoModel`."""
 
     _name = "MBG/NBD"
-
-    def _fitter(self):
-        return _lifetimes().ModifiedBetaGeoFitter
+    _fitter_name = "ModifiedBetaGeoFitter"
 
     def _log_odds_dead(self, f, r, T):
         p = self.params_
@@ -437,11 +434,9 @@ class ParetoNBDModel(_PurchaseModel):
     """
 
     _name = "Pareto/NBD"
+    _fitter_name = "ParetoNBDFitter"
     _param_names = ("r", "alpha", "s", "beta")
     _scaled = ("alpha", "beta")
-
-    def _fitter(self):
-        return _lifetimes().ParetoNBDFitter
 
     def _objective(self, args):
         f, r, T, w, penalizer = args
@@ -560,7 +555,7 @@ class GammaGammaModel(BaseEstimator):
                                            f"positive spend; found {int(keep.sum())}")
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[keep]
         (fx, mx), w, _ = compress(f[keep], m[keep], weights=weights)
-        self.frequency_spend_corr_ = float(np.corrcoef(f[keep], m[keep])[0, 1]) if keep.sum() > 2 else 0.0
+        self.frequency_spend_corr_ = float(np.corrcoef(f[keep], m[keep])[0, 1])
         if abs(self.frequency_spend_corr_) > 0.3:
             log.warning("frequency and spend per purchase are correlated (%.2f): the Gamma-Gamma "
                         "independence assumption is doubtful", self.frequency_spend_corr_)

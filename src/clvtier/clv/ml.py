@@ -109,9 +109,8 @@ class XGBoostCLV(RegressorMixin, BaseEstimator):
         return self
 
     def _churn_params(self) -> dict:
-        names = ("features", "offset", "calibration", "n_estimators", "learning_rate", "max_depth",
-                 "min_child_weight", "subsample", "colsample_bytree", "random_state", "n_jobs")
-        return {n: getattr(self, n) for n in names}
+        shared = XGBoostChurn._get_param_names()
+        return {k: v for k, v in self.get_params().items() if k in shared}
 
     def predict_purchase_probability(self, X) -> np.ndarray:
         check_is_fitted(self, "spend_model_")
