@@ -201,6 +201,148 @@ def evaluate_models(
                 typer.echo(f"-> {path}")
 
 
+def _numbers(text: str | None, option: str) -> list[float] | None:
+    from clvtier.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(option, f"give numbers separated by commas; got {text!r}") from None
+
+
+def _pairs(text: str, option: str, default: str | None = None) -> dict[str, str]:
+    """'a:x,b' -> {'a': 'x', 'b': default} (for --indicators; '=' also separates)."""
+    from clvtier.errors import InputError
+
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, val = part.replace("=", ":").partition(":")
+        if not sep and default is None:
+            raise InputError(option, f"write name=value pairs separated by commas; got {part!r}")
+        out[name.strip()] = val.strip() if sep else default
+    return out
+
+
+def _ahp_matrix(path: Path) -> list[list[float]]:
+    """A pairwise matrix from YAML (a list of rows); entries may be fractions such as 1/3."""
+    from fractions import Fraction
+
+    import yaml
+
+    from clvtier.errors import InputError
+
+    try:
+        rows = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return [[float(Fraction(str(v))) for v in row] for row in rows]
+    except (yaml.YAMLError, TypeError, ValueError, ZeroDivisionError):
+        raise InputError(str(path), "expected a YAML list of rows of numbers, e.g. "
+                                    "[[1, 3], [1/3, 1]]") from None
+
+
+@app.command()
+def segment(
+    input: InputOpt,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Last day of history, inclusive (YYYY-MM-DD; "
+                                              "default: the last transaction date).")] = None,
+    method: Annotated[str, typer.Option(help="rfm (scores), rfm8, rfm10, rfm-map, abc, abc4, pyramid, "
+                                             "value-matrix, weighted, clv-cs, kmeans or gmm.",
+                                        show_default=False)] = ...,
+    output: Annotated[Path, typer.Option("--output", "-o", help="One row per customer (.csv or .parquet): "
+                                         "label, the inputs that decided it, strategy.",
+                                         show_default=False)] = ...,
+    lang: Annotated[str, typer.Option(help="Labels and strategies in 'en' or 'zh'.")] = "en",
+    profile: Annotated[Path | None, typer.Option(help="Also write the profile table (.csv or .parquet).")]
+    = None,
+    columns: ColumnsOpt = None,
+    bins: Annotated[int, typer.Option(help="rfm: scores per dimension.")] = 5,
+    threshold: Annotated[str, typer.Option(help="rfm8: high/low against the 'mean' or 'median'.")] = "median",
+    map: Annotated[Path | None, typer.Option("--map", help="rfm-map: YAML map on RFM scores "
+                                             "(see README).")] = None,
+    shares: Annotated[str | None, typer.Option(help="abc, pyramid, weighted: level shares, best first, e.g. "
+                                               "'0.2,0.3,0.5' (abc by value: value shares, e.g. "
+                                               "'0.5,0.3,0.15,0.05').")] = None,
+    by: Annotated[str, typer.Option(help="abc: cut on customer 'count' shares or cumulative 'value' "
+                                         "shares.")] = "count",
+    value: Annotated[str | None, typer.Option(help="abc, abc4, pyramid: feature to rank on; kmeans/gmm: "
+                                              "feature that orders clusters (default profit_total when "
+                                              "profit is mapped, else monetary_total).")] = None,
+    frequency_cut: Annotated[float | None, typer.Option(help="value-matrix: purchases above this are high "
+                                                        "(default: the median).")] = None,
+    order_value_cut: Annotated[float | None, typer.Option(help="value-matrix: average order value above this "
+                                                          "is high (default: the median).")] = None,
+    indicators: Annotated[str, typer.Option(help="weighted: feature columns, each ':higher' or ':lower' is "
+                                                 "better.")]
+    = "recency_days:lower,frequency_count,monetary_total",
+    normalise: Annotated[str, typer.Option(help="weighted: minmax, rank or z.")] = "minmax",
+    weights: Annotated[str, typer.Option(help="weighted: 'equal', 'entropy', 'ahp' (with --ahp) or expert "
+                                              "weights 'column=weight,...'.")] = "equal",
+    ahp: Annotated[Path | None, typer.Option(help="weighted: YAML pairwise comparison matrix, rows and "
+                                             "columns "
+                                             "in the order of --indicators.")] = None,
+    allow_inconsistent: Annotated[bool, typer.Option(help="weighted: accept an AHP matrix with consistency "
+                                                          "ratio >= 0.1.")] = False,
+    cutoffs: Annotated[str | None, typer.Option(help="weighted: score cut-offs, highest first, instead of "
+                                                "--shares.")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="kmeans/gmm: number of clusters (default: chosen).")]
+    = None,
+    k_range: Annotated[str, typer.Option(help="kmeans/gmm: k tried, 'smallest-largest'.")] = "2-8",
+    selection: Annotated[str | None, typer.Option(help="kmeans/gmm: 'silhouette' or 'bic' (gmm only; its "
+                                                  "default).")] = None,
+    features: Annotated[str | None, typer.Option(help="kmeans/gmm: feature columns (default recency_days, "
+                                                 "frequency_count, monetary_total).")] = None,
+    horizon: Annotated[float, typer.Option(help="clv-cs: CLV horizon in weeks (BG/NBD + Gamma-Gamma fitted "
+                                                "on the history).")] = 52,
+    seed: Annotated[int, typer.Option(help="kmeans/gmm: random seed.")] = 0,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = "auto",
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
+    date_format: DateFormatOpt = None,
+    returns: ReturnsOpt = "net",
+):
+    """Segment customers by one method; print the diagnosis and the profile of each segment."""
+    with _clean_errors():
+        from clvtier.data import write_frame
+        from clvtier.data.io import output_format
+        from clvtier.errors import InputError
+        from clvtier.pipelines.segment import METHODS, SegmentOptions, format_profile, run_segment
+        from clvtier.segment.labels import check_lang
+
+        check_lang(lang)
+        if method not in METHODS:
+            raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+        output_format(output)
+        if profile is not None:
+            output_format(profile)
+        lo, sep, hi = k_range.partition("-")
+        if not (sep and lo.strip().isdigit() and hi.strip().isdigit()):
+            raise InputError("--k-range", f"write it as 'smallest-largest', e.g. '2-8'; got {k_range!r}")
+        if weights not in ("equal", "entropy", "ahp"):
+            weights = {c: float(w) for c, w in _pairs(weights, "--weights").items()}
+        options = SegmentOptions(
+            bins=bins, threshold=threshold, map_path=map, shares=_numbers(shares, "--shares"), by=by,
+            value=value, frequency_cut=frequency_cut, order_value_cut=order_value_cut,
+            indicators=_pairs(indicators, "--indicators", default="higher"), normalise=normalise,
+            weights=weights, ahp_matrix=_ahp_matrix(ahp) if ahp else None,
+            allow_inconsistent=allow_inconsistent, cutoffs=_numbers(cutoffs, "--cutoffs"), n_clusters=k,
+            k_range=(int(lo), int(hi)), selection=selection,
+            cluster_features=features.split(",") if features else None, horizon_weeks=horizon,
+            random_state=seed)
+        tx = _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns, False, None)
+        result = run_segment(tx, as_of=as_of, method=method, options=options, lang=lang)
+        write_frame(result.segmentation.table, output)
+        typer.echo(result.accounting.format())
+        typer.echo(result.diagnosis.format(lang))
+        typer.echo("")
+        typer.echo(format_profile(result.segmentation))
+        typer.echo(f"-> {output}")
+        if profile is not None:
+            write_frame(result.segmentation.profile, profile)
+            typer.echo(f"-> {profile}")
+
+
 @app.command()
 def demo(
     output_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")]
