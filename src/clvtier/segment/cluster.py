@@ -84,7 +84,7 @@ class ValueClusters(BaseEstimator):
     n_clusters_ : int
     selection_scores_ : dict
         k -> silhouette (higher is better) or BIC (lower is better); empty for a fixed k.
-    estimator_ : KMeans or GaussianMixture, fitted on all customers
+    estimator_ : KMeans or GaussianMixture, fitted on all customers (None when k = 1)
     center_, scale_ : ndarray
         Standardisation of the (log-)features.
     order_ : ndarray
@@ -175,36 +175,31 @@ class ValueClusters(BaseEstimator):
         sample = x[rng.choice(len(x), self.sample_size, replace=False)] if len(x) > self.sample_size else x
         distinct = len(np.unique(sample, axis=0))
         self.selection_scores_ = {}
+        selection = self.selection or ("silhouette" if self.method == "kmeans" else "bic")
         if self.n_clusters is not None:
-            k = min(self.n_clusters, distinct)
-            best = self._model(k).fit(sample)
-        else:
-            lo, hi = self.k_range
-            ks = [k for k in range(lo, hi + 1) if k < distinct]
-            if not ks:  # too few distinct customers to split: one cluster
-                ks = [1]
-            selection = self.selection or ("silhouette" if self.method == "kmeans" else "bic")
-            fits = {}
+            ks = [min(self.n_clusters, distinct)]
+        else:  # with fewer distinct customers than the smallest k: one cluster
+            ks = [k for k in range(self.k_range[0], self.k_range[1] + 1) if k <= distinct] or [1]
+        fits = {k: self._model(k).fit(sample) for k in ks if k > 1}
+        if len(fits) > 1:
             check = rng.choice(len(sample), min(self.silhouette_size, len(sample)), replace=False)
-            for k in ks:
-                model = self._model(k).fit(sample)
-                fits[k] = model
-                if k == 1:
-                    continue
+            for k, model in fits.items():
                 if selection == "bic":
                     self.selection_scores_[k] = float(model.bic(sample))
-                else:
-                    labels = model.predict(sample[check])
-                    useful = 2 <= len(np.unique(labels)) < len(check)
-                    self.selection_scores_[k] = (
-                        float(silhouette_score(sample[check], labels)) if useful else -1.0
-                    )
+                    continue
+                labels = model.predict(sample[check])
+                useful = 2 <= len(np.unique(labels)) < len(check)
+                self.selection_scores_[k] = float(silhouette_score(sample[check], labels)) if useful else -1.0
             pick = min if selection == "bic" else max
-            k = pick(self.selection_scores_, key=self.selection_scores_.get) if self.selection_scores_ else 1
-            best = fits[k]
+            k = pick(self.selection_scores_, key=self.selection_scores_.get)
+        else:
+            k = ks[0]
         self.n_clusters_ = k
-        self.estimator_ = self._model(k, start=best).fit(x) if sample is not x else best
-        raw_labels = self.estimator_.predict(x)
+        if k == 1:  # nothing to fit: everyone is cluster 1
+            self.estimator_ = None
+        else:
+            self.estimator_ = self._model(k, start=fits[k]).fit(x) if sample is not x else fits[k]
+        raw_labels = self._raw_predict(x)
         value = numeric(frame, self.value, self.method)
         means = np.array(
             [value[raw_labels == c].mean() if np.any(raw_labels == c) else -np.inf for c in range(k)]
@@ -244,7 +239,10 @@ class ValueClusters(BaseEstimator):
         check_is_fitted(self, "estimator_")
         require(frame, list(self.features), self.method)
         x = (self._matrix(frame) - self.center_) / self.scale_
-        return self.order_[self.estimator_.predict(x)]
+        return self.order_[self._raw_predict(x)]
+
+    def _raw_predict(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros(len(x), dtype=np.int64) if self.estimator_ is None else self.estimator_.predict(x)
 
     def segmentation(self, frame: pd.DataFrame, *, lang: str = "en") -> Segmentation:
         """Labels, inputs and the profile table of ``frame`` (predicted with the fitted model)."""
@@ -281,6 +279,6 @@ class ValueClusters(BaseEstimator):
         )
 
 
-def clusters(features: pd.DataFrame, *, method: str = "kmeans", lang: str = "en", **options) -> Segmentation:
-    """Fit :class:`ValueClusters` on ``features`` and return its segmentation of them."""
-    return ValueClusters(method=method, **options).fit(features).segmentation(features, lang=lang)
+def clusters(frame: pd.DataFrame, *, method: str = "kmeans", lang: str = "en", **options) -> Segmentation:
+    """Fit :class:`ValueClusters` on ``frame`` (a feature table) and return its segmentation."""
+    return ValueClusters(method=method, **options).fit(frame).segmentation(frame, lang=lang)
