@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_btyd.py
+	$(PY) benchmarks/bench_segment.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

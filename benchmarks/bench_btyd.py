@@ -19,12 +19,11 @@ between the two sets of parameters.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _measure import report, run_measured
 
 DATA = Path(__file__).resolve().parent / ".data"
 BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
@@ -97,14 +96,7 @@ def run_one(kind: str, path: str) -> dict:
 
 
 def measure(kind: str, path: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, __file__, "--one", kind, str(path)], stdout=subprocess.PIPE,
-                            text=True)
-    out, _ = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"{kind} failed with exit code {proc.returncode}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_gb"] = result.pop("peak_kb") / 1e6
-    return result
+    return run_measured(__file__, "--one", kind, str(path))
 
 
 def main() -> None:
@@ -114,11 +106,7 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        import resource
-
-        result = run_one(*args.one)
-        result["peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps(result))
+        report(run_one(*args.one))
         return
     print(f"{'customers':>11} {'contender':>10} {'BG/NBD fit':>11} {'+ GG':>8} {'peak GB':>8}  params")
     for n in map(int, args.customers):

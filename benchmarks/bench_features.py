@@ -5,7 +5,7 @@
 
 Generates synthetic transactions (BG/NBD + Gamma-Gamma, CDNOW parameters) into a Parquet file
 (cached in benchmarks/.data), then times, each in a fresh subprocess so that peak memory is its
-own (max RSS from wait4, which counts DuckDB's native allocations too):
+own (VmHWM, which counts DuckDB's native allocations too; see _measure.py):
 
 - lifetimes: ``summary_data_from_transaction_data`` on the DataFrame (reading the Parquet file
   into pandas is timed separately and not charged to it);
@@ -20,12 +20,12 @@ Prints wall times, ratios against lifetimes and the hand-written query, and peak
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _measure import report, run_measured
 
 DATA = Path(__file__).resolve().parent / ".data"
 ROWS_PER_CUSTOMER = 2.77  # CDNOW parameters over 78 weeks, measured
@@ -89,15 +89,8 @@ def run_one(kind: str, path: str) -> dict:
 
 
 def measure(kind: str, path: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, __file__, "--run", kind, "--file", str(path)],
-                            stdout=subprocess.PIPE, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{kind} failed with exit code {proc.returncode}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    result = run_measured(__file__, "--run", kind, "--file", str(path))
+    result["peak_mb"] = result.pop("peak_gb") * 1e3
     return result
 
 
@@ -123,7 +116,7 @@ def main() -> None:
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps(run_one(args.run, args.file)))
+        report(run_one(args.run, args.file))
         return
 
     path = make_data(int(args.transactions), args.seed)

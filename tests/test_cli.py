@@ -98,3 +98,6 @@ def test_demo_command(tmp_path):
     assert len(pd.read_parquet(tmp_path / "cdnow_features.parquet")) == 23_570
     metrics = pd.read_csv(tmp_path / "cdnow_model_metrics.csv")
     assert metrics["model"].tolist()[-1] == "hybrid" and "Out-of-time model benchmark" in result.output
+    assert "verdict: tiering is worth it" in result.output and "Champions" in result.output
+    segments = pd.read_csv(tmp_path / "cdnow_segments_rfm10.csv")
+    assert len(segments) == 23_570 and segments["strategy"].notna().all()

@@ -104,6 +104,7 @@ def features(
         from clvtier.data import to_date, write_frame
         from clvtier.data.io import output_format
         from clvtier.features import customer_features, unit_days
+        from clvtier.segment import diagnose
 
         output_format(output)
         unit_days(time_unit)
@@ -114,6 +115,7 @@ def features(
         write_frame(table, output)
         accounting = tx.accounting(day)
         typer.echo(accounting.format())
+        typer.echo(diagnose(table).format())
         typer.echo(f"customers           {len(table):>12,}   -> {output}")
         if accounting.rows_quarantined:
             target = rejects or output.with_name(output.name + ".rejects.csv")

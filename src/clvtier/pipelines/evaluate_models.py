@@ -29,6 +29,7 @@ from clvtier.data import Transactions, load_transactions, to_date, write_frame
 from clvtier.errors import InputError
 from clvtier.evaluate import calibration_table, churn_metrics, value_metrics
 from clvtier.features import calibration_holdout, unit_days
+from clvtier.segment import Diagnosis, diagnose
 
 CDNOW_PROTOCOL = {"train_cutoff": "1997-07-01", "test_cutoff": "1997-12-30", "horizon": 26}
 COLUMNS = ["model", "gini", "spearman", "top20_share", "decile_mape", "total_ratio", "roc_auc", "pr_auc",
@@ -47,6 +48,7 @@ class ModelBenchmark:
     time_unit: str
     customers: int
     notes: list[str] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
 
     def format(self) -> str:
         shown = self.table.drop(columns=["customers"]).copy()
@@ -54,7 +56,8 @@ class ModelBenchmark:
                 f"the next {self.horizon:g} {self.time_unit};\ntest on features as of {self.test_cutoff} "
                 f"with targets in the next {self.horizon:g} {self.time_unit} ({self.customers:,} customers). "
                 "Churn metrics score P(churn); naive rows rank churn by low value.")
-        return "\n".join([head, "", shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        facts = ["", f"As of {self.test_cutoff}: " + self.diagnosis.format()] if self.diagnosis else []
+        return "\n".join([head, *facts, "", shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
                           *self.notes])
 
     def write(self, path) -> list[Path]:
@@ -133,7 +136,7 @@ def evaluate_models(transactions, *, train_cutoff, test_cutoff, horizon: float =
              "customers."]
     return ModelBenchmark(table=table, calibration=pd.concat(curves, ignore_index=True),
                           train_cutoff=train_cut, test_cutoff=test_cut, horizon=horizon, time_unit=time_unit,
-                          customers=len(test), notes=notes)
+                          customers=len(test), notes=notes, diagnosis=diagnose(test))
 
 
 __all__ = ["CDNOW_PROTOCOL", "ModelBenchmark", "evaluate_models"]

@@ -210,7 +210,7 @@ def format_profile(seg: Segmentation) -> str:
             f"{_pad(row['segment'], width)} {row['customers']:>10,} {row['share_customers']:>7.1%} "
             f"{row['share_value']:>{len(share)}.1%}"
         )
-        line += "".join(f" {row[c]:>16,.1f}" for c in cols)
+        line += "".join(f" {row[c]:>16,.1f}" if pd.notna(row[c]) else f" {'-':>16}" for c in cols)
         lines.append(line)
     return "\n".join(lines)
 
