@@ -24,11 +24,10 @@ from clvtier.segment import (
     pyramid,
     rfm8,
     rfm_map,
-    rfm_scores,
+    rfm_score_segments,
     value_matrix,
     weighted_score,
 )
-from clvtier.segment.base import finish
 from clvtier.segment.value import require_satisfaction
 
 METHODS = (
@@ -98,28 +97,6 @@ def predicted_clv(tx: Transactions, as_of, *, horizon_weeks: float, discount_rat
     )
 
 
-def _rfm(features: pd.DataFrame, o: SegmentOptions, lang: str) -> Segmentation:
-    """RFM scores as a segmentation by total score (3..3 x bins), highest first."""
-    scores = rfm_scores(features, bins=o.bins)
-    order = [f"rfm_{s}" for s in range(3 * o.bins, 2, -1)]
-    names = {c: (f"RFM {c[4:]}", "") for c in order}
-    codes = ("rfm_" + scores["rfm_score"].astype(str)).to_numpy(dtype=object)
-    seg = finish(
-        "rfm",
-        features,
-        codes,
-        order,
-        inputs=scores.drop(columns="customer_id"),
-        value="monetary_total",
-        lang=lang,
-        params={"bins": o.bins},
-        names=names,
-    )
-    return Segmentation(
-        "rfm", seg.table, seg.profile[seg.profile["customers"] > 0].reset_index(drop=True), seg.params
-    )
-
-
 def segment_features(
     features: pd.DataFrame, method: str, options: SegmentOptions | None = None, *, lang: str = "en"
 ) -> Segmentation:
@@ -129,7 +106,7 @@ def segment_features(
         raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
     shares = {} if o.shares is None else {"shares": o.shares}
     if method == "rfm":
-        return _rfm(features, o, lang)
+        return rfm_score_segments(features, bins=o.bins, lang=lang)
     if method == "rfm8":
         return rfm8(features, threshold=o.threshold, lang=lang)
     if method == "rfm10":

@@ -8,7 +8,15 @@ from clvtier.segment.base import Segmentation
 from clvtier.segment.cluster import ValueClusters, clusters
 from clvtier.segment.diagnose import Diagnosis, diagnose, lorenz_gini
 from clvtier.segment.labels import LABELS
-from clvtier.segment.rfm import RFM10, RFMMap, load_rfm_map, rfm8, rfm_map, rfm_scores
+from clvtier.segment.rfm import (
+    RFM10,
+    RFMMap,
+    load_rfm_map,
+    rfm8,
+    rfm_map,
+    rfm_score_segments,
+    rfm_scores,
+)
 from clvtier.segment.value import abc, abc4, clv_cs, pyramid, value_matrix
 from clvtier.segment.weighted import ahp_weights, entropy_weights, normalise, weighted_score
 
@@ -32,6 +40,7 @@ __all__ = [
     "pyramid",
     "rfm8",
     "rfm_map",
+    "rfm_score_segments",
     "rfm_scores",
     "value_matrix",
     "weighted_score",

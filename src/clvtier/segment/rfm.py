@@ -54,6 +54,28 @@ def rfm_scores(features: pd.DataFrame, *, bins: int = 5) -> pd.DataFrame:
     return out
 
 
+def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, lang: str = "en") -> Segmentation:
+    """Customers grouped by their total RFM score (R + F + M, from 3 x bins down to 3), with
+    the scores as inputs. Empty totals are left out of the profile. Segments have no strategy."""
+    scores = rfm_scores(features, bins=bins)
+    order = [f"rfm_{s}" for s in range(3 * bins, 2, -1)]
+    names = {c: (f"RFM {c[4:]}", "") for c in order}
+    codes = ("rfm_" + scores["rfm_score"].astype(str)).to_numpy(dtype=object)
+    seg = finish(
+        "rfm",
+        features,
+        codes,
+        order,
+        inputs=scores.drop(columns="customer_id"),
+        value="monetary_total",
+        lang=lang,
+        params={"bins": bins},
+        names=names,
+    )
+    profile = seg.profile[seg.profile["customers"] > 0].reset_index(drop=True)
+    return Segmentation("rfm", seg.table, profile, seg.params)
+
+
 #: (R high, F high, M high) -> segment code of the 2x2x2 map.
 RFM8 = {
     (True, True, True): "important_value",

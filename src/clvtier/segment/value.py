@@ -33,6 +33,14 @@ def _levels(codes: Sequence[str] | None, n: int) -> list[str]:
     return list(codes)
 
 
+def _ranked(features: pd.DataFrame, value: str | None, method: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The value column used, its values and each customer's rank on it (n = best)."""
+    value = value_column(features, value)
+    require(features, [value], method)
+    v = numeric(features, value, method)
+    return value, v, positions(features, [v])
+
+
 def abc(
     features: pd.DataFrame,
     *,
@@ -60,10 +68,7 @@ def abc(
         raise InputError("by", f"valid options are 'count', 'value'; got {by!r}")
     shares = check_shares(shares)
     levels = _levels(codes, len(shares))
-    value = value_column(features, value)
-    require(features, [value], "abc")
-    v = numeric(features, value, "abc")
-    rank = positions(features, [v])
+    value, v, rank = _ranked(features, value, "abc")
     if by == "count":
         level = cut_by_shares(rank, shares)
     else:
@@ -112,10 +117,8 @@ def pyramid(
     shares = check_shares(shares)
     if len(shares) != 4:
         raise InputError("shares", f"the pyramid has four levels; got {len(shares)} shares")
-    value = value_column(features, value)
-    require(features, [value], "pyramid")
-    v = numeric(features, value, "pyramid")
-    level = cut_by_shares(positions(features, [v]), shares)
+    value, v, rank = _ranked(features, value, "pyramid")
+    level = cut_by_shares(rank, shares)
     if value == "profit_total":
         level[v <= 0] = 3
     inputs = pd.DataFrame({value: v})
