@@ -130,14 +130,16 @@ def finish(
     check_lang(lang)
     names = names or {c: (label(c, lang), strategy(c, lang)) for c in order}
     codes = np.asarray(codes, dtype=object)
-    rank_of = {c: i + 1 for i, c in enumerate(order)}
+    index = pd.Categorical(codes, categories=list(order)).codes  # position in order; -1 = unknown
+    if (index < 0).any():
+        raise ValueError(f"{method}: segment codes outside {list(order)}: {sorted(set(codes[index < 0]))}")
     table = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy(), "segment_code": codes})
-    table["segment"] = [names[c][0] for c in codes]
-    table["segment_rank"] = np.array([rank_of[c] for c in codes], dtype=np.int64)
+    table["segment"] = np.array([names[c][0] for c in order], dtype=object)[index]
+    table["segment_rank"] = index.astype(np.int64) + 1
     extra = inputs if isinstance(inputs, pd.DataFrame) else frame[list(inputs)]
     for c in extra.columns:
         table[c] = extra[c].to_numpy()
-    table["strategy"] = [names[c][1] for c in codes]
+    table["strategy"] = np.array([names[c][1] for c in order], dtype=object)[index]
 
     shown = [c for c in RFM_COLUMNS if c in frame.columns]
     work = pd.DataFrame({"segment_code": codes, "_value": frame[value].to_numpy(dtype=float)})
