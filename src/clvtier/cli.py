@@ -309,12 +309,11 @@ def segment(
         from clvtier.data import write_frame
         from clvtier.data.io import output_format
         from clvtier.errors import InputError
-        from clvtier.pipelines.segment import METHODS, SegmentOptions, format_profile, run_segment
+        from clvtier.pipelines.segment import SegmentOptions, check_method, format_profile, run_segment
         from clvtier.segment.labels import check_lang
 
         check_lang(lang)
-        if method not in METHODS:
-            raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+        check_method(method)
         output_format(output)
         if profile is not None:
             output_format(profile)

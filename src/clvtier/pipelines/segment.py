@@ -48,6 +48,13 @@ METHODS = (
 DEFAULT_INDICATORS = {"recency_days": "lower", "frequency_count": "higher", "monetary_total": "higher"}
 
 
+def check_method(method: str) -> str:
+    """The method name, or an InputError listing the valid ones."""
+    if method not in METHODS:
+        raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
 @dataclass
 class SegmentOptions:
     """Method options; each method reads the ones it understands (see ``clvtier segment --help``)."""
@@ -102,8 +109,7 @@ def segment_features(
 ) -> Segmentation:
     """Run one named method on a feature table."""
     o = options or SegmentOptions()
-    if method not in METHODS:
-        raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+    check_method(method)
     shares = {} if o.shares is None else {"shares": o.shares}
     if method == "rfm":
         return rfm_score_segments(features, bins=o.bins, lang=lang)
@@ -158,8 +164,7 @@ def run_segment(
 ) -> SegmentResult:
     """Features as of ``as_of`` -> diagnosis -> segmentation by ``method``."""
     o = options or SegmentOptions()
-    if method not in METHODS:
-        raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+    check_method(method)
     as_of = tx.resolve_as_of(as_of)
     features = customer_features(tx, as_of=as_of)
     if method == "clv-cs":
