@@ -6,10 +6,11 @@ from clvtier.evaluate.metrics import (
     decile_mape,
     expected_calibration_error,
     normalized_gini,
+    segment_outcomes,
     top_decile_lift,
     top_share,
     value_metrics,
 )
 
 __all__ = ["calibration_table", "churn_metrics", "decile_mape", "expected_calibration_error",
-           "normalized_gini", "top_decile_lift", "top_share", "value_metrics"]
+           "normalized_gini", "segment_outcomes", "top_decile_lift", "top_share", "value_metrics"]

@@ -149,3 +149,19 @@ def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, floa
         out["brier"] = float(((s - y) ** 2).mean())
         out["ece"] = expected_calibration_error(y, s)
     return out
+
+
+def segment_outcomes(segment_rank, holdout_spend, churned) -> pd.DataFrame:
+    """What each segment did in the holdout window, segments by rank (1 = most valuable):
+    customers, shares of customers and of holdout spend, spend per customer and churn rate.
+    ``attrs["monotone"]``: spend per customer never rises from one rank to the next."""
+    frame = pd.DataFrame({"segment_rank": np.asarray(segment_rank), "spend": np.asarray(holdout_spend, float),
+                          "churned": np.asarray(churned, bool)})
+    out = frame.groupby("segment_rank").agg(customers=("spend", "size"), holdout_spend=("spend", "sum"),
+                                            churn_rate=("churned", "mean")).reset_index()
+    out.insert(2, "share_customers", out["customers"] / len(frame))
+    total = out["holdout_spend"].sum()
+    out["share_holdout_spend"] = out["holdout_spend"] / total if total else np.nan
+    out["holdout_spend_per_customer"] = out["holdout_spend"] / out["customers"]
+    out.attrs["monotone"] = bool(np.all(np.diff(out["holdout_spend_per_customer"].to_numpy()) <= 0))
+    return out

@@ -7,8 +7,9 @@ from clvtier.features.summary import (
     btyd_summary,
     calibration_holdout,
     customer_features,
+    repeat_purchases_by_period,
     unit_days,
 )
 
 __all__ = ["BTYD_COLUMNS", "TIME_UNITS", "WINDOWS", "btyd_summary", "calibration_holdout",
-           "customer_features", "unit_days"]
+           "customer_features", "repeat_purchases_by_period", "unit_days"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from clvtier.data.io import _ident, _lit
@@ -180,6 +181,31 @@ def calibration_holdout(data, *, calibration_end, observation_end,
     out["duration_holdout"] = (obs - cal).days / unit
     out.attrs.update(features.attrs, observation_end=obs.isoformat(),
                      calibration_end=cal.isoformat())
+    return out
+
+
+def repeat_purchases_by_period(data, *, calibration_end, observation_end,
+                               time_unit: str = "weeks") -> pd.DataFrame:
+    """Purchase days in each period of (``calibration_end``, ``observation_end``] by the customers
+    who bought on or before ``calibration_end`` (all of them repeat purchases, counted like
+    ``frequency``): the actual line of a tracking plot.
+
+    Returns ``period`` (1, 2, ...: the period ending ``period`` time units after
+    ``calibration_end``; the last one may be partial) and ``repeat_purchases``, every period present.
+    """
+    tx = _as_transactions(data)
+    cal = to_date(calibration_end, what="calibration_end")
+    obs = to_date(observation_end, what="observation_end")
+    unit = unit_days(time_unit)
+    counts = tx.con.sql(f"""
+        WITH known AS (SELECT customer_id FROM ({_days(cal)}) GROUP BY customer_id)
+        SELECT CAST(ceil((d.date - DATE {_lit(cal)}) / {unit}.0) AS BIGINT) AS period,
+               count(*) AS repeat_purchases
+        FROM ({_days(obs, start=cal)}) d SEMI JOIN known USING (customer_id)
+        GROUP BY period ORDER BY period""").df()
+    periods = pd.DataFrame({"period": np.arange(1, int(np.ceil((obs - cal).days / unit)) + 1)})
+    out = periods.merge(counts, on="period", how="left")
+    out["repeat_purchases"] = out["repeat_purchases"].fillna(0).astype("int64")
     return out
 
 

@@ -1,0 +1,283 @@
+"""Experiment configs: the typed schema of ``experiments/*.yaml`` and how it is loaded.
+
+A config says where the data is and how to read it, how time is split (two cutoffs and a
+horizon, or the last N time units as holdout), which models to fit with which
+hyperparameters, which of them feeds the tiering model, and where that model is registered.
+Unknown keys are errors naming their path (``models.xgboost.max_dept``); ``--set
+path=value`` overrides any value before validation. Relative paths are relative to the
+working directory (the project folder), not to the config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clvtier.errors import InputError
+
+BTYD_MODELS = ("bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg")
+ML_MODELS = ("xgboost", "hybrid")
+CLV_MODELS = BTYD_MODELS + ML_MODELS
+#: Test metrics a champion can be chosen on, and whether higher is better.
+METRIC_DIRECTIONS = {
+    "gini": True,
+    "spearman": True,
+    "top20_share": True,
+    "roc_auc": True,
+    "pr_auc": True,
+    "top_decile_lift": True,
+    "decile_mape": False,
+    "brier": False,
+    "ece": False,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticData(_Strict):
+    """Transactions drawn by :func:`clvtier.data.datasets.synthetic_transactions`."""
+
+    customers: int = Field(5000, ge=1)
+    seed: int = 0
+    model: Literal["bgnbd", "mbgnbd", "pareto"] = "bgnbd"
+    start: dt.date = dt.date(2020, 1, 1)
+    acquisition_weeks: float = Field(12, gt=0)
+    observation_weeks: float = Field(78, gt=0)
+    with_profit: bool = False
+    with_satisfaction: bool = False
+
+
+class DataConfig(_Strict):
+    """Exactly one of ``dataset`` (built-in), ``path`` (your file) or ``synthetic``."""
+
+    dataset: Literal["cdnow", "cdnow_sample"] | None = None
+    path: Path | None = None
+    synthetic: SyntheticData | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    delimiter: str | None = None
+    decimal: Literal["auto", ".", ","] = "auto"
+    encoding: str | None = None
+    sheet: str | int | None = None
+    date_format: str | None = None
+    returns: Literal["net", "keep", "quarantine"] = "net"
+    drop_duplicates: bool = False
+    max_amount: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("dataset", "path", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of dataset, path or synthetic; got {given or 'none'}")
+        return self
+
+
+class SplitConfig(_Strict):
+    """Out-of-time protocol: ML models learn from features as of ``train_cutoff`` and the
+    ``horizon`` after it; every model is tested on features as of ``test_cutoff`` against the
+    ``horizon`` after that. ``holdout_last: N`` instead puts the test window on the last N time
+    units of the data and the training window just before it (``horizon`` = N)."""
+
+    time_unit: Literal["days", "weeks"] = "weeks"
+    horizon: float | None = Field(None, gt=0)
+    train_cutoff: dt.date | None = None
+    test_cutoff: dt.date | None = None
+    holdout_last: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _cutoffs_or_last(self):
+        cutoffs = self.train_cutoff is not None, self.test_cutoff is not None
+        if self.holdout_last is not None:
+            if any(cutoffs):
+                raise ValueError("give either holdout_last or train_cutoff and test_cutoff, not both")
+            if self.horizon is not None and self.horizon != self.holdout_last:
+                raise ValueError(
+                    f"with holdout_last the horizon is the holdout: {self.holdout_last:g}; "
+                    f"got horizon {self.horizon:g}"
+                )
+        elif not all(cutoffs):
+            raise ValueError("give train_cutoff and test_cutoff (with horizon), or holdout_last")
+        elif self.horizon is None:
+            raise ValueError("horizon is required with train_cutoff and test_cutoff")
+        return self
+
+    @property
+    def window(self) -> float:
+        return self.holdout_last if self.holdout_last is not None else self.horizon
+
+
+class BTYDConfig(_Strict):
+    """A BTYD purchase model with the Gamma-Gamma spend model (shared by all BTYD models)."""
+
+    penalizer: float = Field(0.0, ge=0)
+
+
+class XGBoostConfig(_Strict):
+    """Hyperparameters of :class:`clvtier.clv.XGBoostCLV` (both parts)."""
+
+    n_estimators: int = Field(600, ge=1)
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    max_depth: int = Field(2, ge=1, le=16)
+    min_child_weight: float = Field(50, ge=0)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    calibration: Literal["sigmoid", "isotonic", "none"] = "sigmoid"
+    n_jobs: int = Field(2, ge=1)
+
+
+class HybridConfig(XGBoostConfig):
+    """XGBoost on top of a BTYD model's outputs, its total matched to that model's forecast."""
+
+    base: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg"] = "bgnbd_gg"
+
+
+class ClustersConfig(_Strict):
+    """:class:`clvtier.segment.ValueClusters` on the features as of the test cutoff."""
+
+    method: Literal["kmeans", "gmm"] = "kmeans"
+    n_clusters: int | None = Field(None, ge=1)
+    k_range: tuple[int, int] = (2, 8)
+    selection: Literal["silhouette", "bic"] | None = None
+    features: tuple[str, ...] = ("recency_days", "frequency_count", "monetary_total")
+
+
+class ModelsConfig(_Strict):
+    """The models to fit: a key present (``{}`` for defaults) is fitted, an absent one is not."""
+
+    bgnbd_gg: BTYDConfig | None = None
+    pareto_nbd_gg: BTYDConfig | None = None
+    mbgnbd_gg: BTYDConfig | None = None
+    xgboost: XGBoostConfig | None = None
+    hybrid: HybridConfig | None = None
+    clusters: ClustersConfig | None = None
+
+    def fitted(self) -> list[str]:
+        return [name for name in (*CLV_MODELS, "clusters") if getattr(self, name) is not None]
+
+
+class TieringConfig(_Strict):
+    """What the registered tiering model is made of."""
+
+    clv_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg", "xgboost", "hybrid"] = "hybrid"
+    btyd_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg"] = "bgnbd_gg"
+    policy: Path | None = None  # the tier policy (YAML); applied once the scoring module has one
+
+
+class RegistryConfig(_Strict):
+    """Registry name, the test metric that decides champion vs challenger, the export folder."""
+
+    name: str = Field("clvtier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    metric: Literal[tuple(METRIC_DIRECTIONS)] = "gini"
+    export_dir: Path = Path("models")
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: data, split, models, tiering model, registry, seed."""
+
+    experiment: str = Field(min_length=1)
+    seed: int = 0
+    data: DataConfig
+    split: SplitConfig
+    models: ModelsConfig
+    tiering: TieringConfig = TieringConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    @model_validator(mode="after")
+    def _tiering_models_fitted(self):
+        fitted = self.models.fitted()
+        for key in ("clv_model", "btyd_model"):
+            name = getattr(self.tiering, key)
+            if name not in fitted:
+                raise ValueError(
+                    f"tiering.{key} is {name!r}, which is not under models "
+                    f"(fitted: {', '.join(fitted) or 'none'})"
+                )
+        return self
+
+    def flat(self) -> dict[str, str]:
+        """Every setting as ``dotted.key -> text`` (MLflow params)."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = "" if value is None else str(value)
+    return out
+
+
+def apply_override(tree: dict, assignment: str, *, source: str = "--set") -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``4``, ``true``, ``[2, 6]``)."""
+    path, sep, text = assignment.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise InputError(
+            source, f"write path.to.key=value, e.g. models.xgboost.max_depth=4; got {assignment!r}"
+        )
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise InputError(source, f"{path}: value {text!r} is not valid YAML") from None
+    node = tree
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise InputError(
+                source, f"{'.'.join(keys[: i + 1])} is a value, not a section; cannot set {path}"
+            )
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(path, overrides=()) -> ExperimentConfig:
+    """Read, override and validate an experiment config; errors name the file and the key path."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise InputError(str(path), f"{where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(tree, dict):
+        raise InputError(str(path), "expected a mapping of settings at the top level")
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return parse_config(tree, source=str(path))
+
+
+def parse_config(tree: dict[str, Any], *, source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = "".join(
+                f"{p}: " if i == len(err["loc"]) - 1 else f"{p}." for i, p in enumerate(err["loc"])
+            )
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(where + msg.removeprefix("Value error, "))
+        raise InputError(source, "; ".join(problems)) from None
+
+
+__all__ = [
+    "CLV_MODELS",
+    "METRIC_DIRECTIONS",
+    "ExperimentConfig",
+    "apply_override",
+    "flatten",
+    "load_config",
+    "parse_config",
+]

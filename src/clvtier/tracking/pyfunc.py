@@ -1,0 +1,97 @@
+"""The tiering model as an MLflow pyfunc: transactions or a feature table in, one row per
+customer out (see :class:`clvtier.tiering.TieringModel`).
+
+``predict(frame, params={"as_of": "YYYY-MM-DD"})``; without ``as_of``, transactions are scored as
+of their last date. The fitted parts are pickled in the ``tiering_model`` artifact, so loading
+needs clvtier (and the versions in the model's requirements) installed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+from clvtier.churn.models import ML_FEATURES
+from clvtier.tiering import OUTPUT_COLUMNS
+
+CODE = Path(__file__).with_name("tiering_pyfunc.py")
+ARTIFACT = "tiering_model"
+_TRANSACTIONS = [
+    ("customer_id", "string"),
+    ("date", "datetime"),
+    ("amount", "double"),
+    ("order_id", "string"),
+    ("quantity", "double"),
+    ("profit", "double"),
+    ("satisfaction", "double"),
+]
+_COUNTS = ("recency_days", "frequency_count", "count_30d", "count_90d", "count_180d")
+_FEATURES = tuple(dict.fromkeys(("frequency", "recency", "T", "monetary_value", *ML_FEATURES)))
+
+
+class TieringPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the pickled :class:`~clvtier.tiering.TieringModel` and calls its ``predict``."""
+
+    def load_context(self, context):
+        with open(context.artifacts[ARTIFACT], "rb") as handle:
+            self.model = pickle.load(handle)
+
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        as_of = (params or {}).get("as_of") or None
+        return self.model.predict(model_input, as_of)
+
+
+def signature() -> ModelSignature:
+    """Input: transactions (customer_id, date, amount required for scoring; the optional columns
+    used when present) or a feature table (customer_id plus the feature columns), so every column
+    but customer_id is optional in the schema. Param: ``as_of``."""
+    inputs = [ColSpec(kind, name, required=name == "customer_id") for name, kind in _TRANSACTIONS]
+    inputs += [ColSpec("long" if name in _COUNTS else "double", name, required=False) for name in _FEATURES]
+    types = {
+        "customer_id": "string",
+        "as_of": "datetime",
+        "rfm_cell": "string",
+        "rfm_segment": "string",
+        **dict.fromkeys(("recency_days", "frequency_count", "r_score", "f_score", "m_score"), "long"),
+    }
+    outputs = [ColSpec(types.get(name, "double"), name) for name in OUTPUT_COLUMNS]
+    return ModelSignature(
+        inputs=Schema(inputs), outputs=Schema(outputs), params=ParamSchema([ParamSpec("as_of", "string", "")])
+    )
+
+
+def input_example() -> pd.DataFrame:
+    """Made-up transactions of three customers: no real customer data goes into the model."""
+    return pd.DataFrame(
+        {
+            "customer_id": ["c1", "c1", "c2", "c3", "c3", "c3"],
+            "date": pd.to_datetime(
+                ["1997-01-03", "1997-05-20", "1997-02-11", "1997-01-20", "1997-03-02", "1997-09-15"]
+            ),
+            "amount": [23.5, 41.0, 12.99, 60.0, 35.25, 18.0],
+        }
+    )
+
+
+def log_tiering_model(model, *, name: str, folder: Path, requirements: list[str], metadata: dict):
+    """Log ``model`` (a fitted TieringModel) under the active run as ``name``; returns the ModelInfo."""
+    path = Path(folder) / f"{ARTIFACT}.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(CODE),
+        artifacts={ARTIFACT: str(path)},
+        signature=signature(),
+        input_example=(input_example(), {"as_of": "1997-12-31"}),
+        pip_requirements=requirements,
+        metadata=metadata,
+    )

@@ -1,0 +1,89 @@
+"""Where runs go: an explicit tracking URI, experiments with their artifact folder, run metadata."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+DEFAULT_STORE = "mlflow.db"
+#: Distributions whose versions every run records.
+PACKAGES = (
+    "clvtier",
+    "pandas",
+    "numpy",
+    "scikit-learn",
+    "scipy",
+    "Lifetimes",
+    "xgboost-cpu",
+    "xgboost",
+    "mlflow",
+    "duckdb",
+    "pyarrow",
+)
+
+
+def resolve_tracking_uri(uri: str | None = None, project_dir=None) -> str:
+    """``uri`` if given, else ``MLFLOW_TRACKING_URI``, else the SQLite store ``mlflow.db`` in
+    ``project_dir`` (default: the working directory), as an absolute ``sqlite:///`` URI."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(Path(project_dir or Path.cwd()) / DEFAULT_STORE).resolve()}"
+
+
+def use_tracking_uri(uri: str) -> str:
+    """Point MLflow at ``uri`` (telemetry off unless the user turned it on) and return it."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def _artifact_root(uri: str, name: str) -> str | None:
+    """For a local SQLite store, artifacts live next to the database (``mlartifacts/<name>``),
+    not in whatever folder the process started in; a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / "mlartifacts" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).resolve().as_uri()
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment ``name``, created on first use."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_root(mlflow.get_tracking_uri(), name))
+
+
+def git_commit(folder=None) -> str:
+    """HEAD of the git checkout around ``folder`` (``+dirty`` with uncommitted changes), or "unknown"."""
+    try:
+        run = dict(cwd=folder or Path.cwd(), capture_output=True, text=True, timeout=10, check=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def environment_tags() -> dict[str, str]:
+    """Package versions, Python and the git commit of the code (of clvtier's checkout when it
+    is installed from one, else of the working directory)."""
+    tags = {"clvtier.python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            tags[f"clvtier.version.{name.lower()}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    tags["clvtier.git_commit"] = git_commit(Path(__file__).resolve().parent)
+    return tags
