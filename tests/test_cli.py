@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -91,13 +92,17 @@ def test_real_subprocess_error_has_no_traceback(tmp_path):
     assert not (tmp_path / "f.csv").exists()
 
 
-def test_demo_command(tmp_path):
-    result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path)])
+def test_demo_command(tmp_path, tracking_uri):
+    config = Path(__file__).parents[1] / "experiments" / "cdnow.yaml"
+    result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "23,570" in result.output and "69,659" in result.output
     assert len(pd.read_parquet(tmp_path / "cdnow_features.parquet")) == 23_570
     metrics = pd.read_csv(tmp_path / "cdnow_model_metrics.csv")
-    assert metrics["model"].tolist()[-1] == "hybrid" and "Out-of-time model benchmark" in result.output
+    assert metrics["model"].tolist()[-1] == "hybrid"
+    assert "registered clvtier-cdnow v1 as @champion" in result.output
+    assert f"mlflow ui --backend-store-uri {tracking_uri}" in result.output
+    assert (tmp_path / "models" / "clvtier-cdnow" / "MLmodel").exists()
     assert "verdict: tiering is worth it" in result.output and "Champions" in result.output
     segments = pd.read_csv(tmp_path / "cdnow_segments_rfm10.csv")
     assert len(segments) == 23_570 and segments["strategy"].notna().all()

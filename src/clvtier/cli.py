@@ -7,6 +7,7 @@ exit with code 2; nothing else is caught, so a real bug still shows its tracebac
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -344,16 +345,84 @@ def segment(
             typer.echo(f"-> {profile}")
 
 
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Experiment config (YAML), e.g. "
+                                          "experiments/cdnow.yaml; schema in the README.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config value, e.g. --set models.xgboost.max_depth=4 (repeatable; the value is "
+                  "read as YAML).")]
+TrackingOpt = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in "
+                           "the working directory).")]
+
+
+@contextlib.contextmanager
+def _mlflow_errors():
+    """MLflow's own errors (unreachable server, bad URI) as one line, like input errors."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        typer.echo(f"clvtier: error: MLflow: {str(exc.message).splitlines()[0]}", err=True)
+        raise typer.Exit(EXIT_INPUT) from None
+
+
+def _progress():
+    """A spinner while a step runs and a line with its time when it ends."""
+    from rich.console import Console
+
+    console, live = Console(highlight=False), {}
+
+    def report(step: str, seconds: float | None) -> None:
+        if seconds is None:
+            live["status"] = console.status(f"{step} ...")
+            live["status"].start()
+        else:
+            live.pop("status").stop()
+            console.print(f"[green]done[/green] {step:<24} {seconds:7.1f} s")
+
+    return report
+
+
+def _train(config_path, overrides, tracking_uri, log_data):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from clvtier.config import load_config
+    from clvtier.pipelines.train import train
+
+    config = load_config(config_path, overrides or ())
+    with _mlflow_errors():
+        return train(config, tracking_uri=tracking_uri, log_data=log_data, progress=_progress())
+
+
+@app.command("train")
+def train_command(
+    config: ConfigOpt,
+    set_: SetOpt = None,
+    tracking_uri: TrackingOpt = None,
+    log_data: Annotated[bool, typer.Option(
+        help="Also log the transactions and feature tables (customer rows and ids) as run artifacts. Off: "
+             "only fingerprints and schemas are logged.")] = False,
+):
+    """Fit, evaluate out of time, log to MLflow and register the models of an experiment config."""
+    with _clean_errors():
+        typer.echo(_train(config, set_, tracking_uri, log_data).format())
+
+
 @app.command()
 def demo(
     output_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")]
     = Path("out"),
+    config: Annotated[Path, typer.Option("--config", "-c", help="The training config.")]
+    = Path("experiments/cdnow.yaml"),
+    tracking_uri: TrackingOpt = None,
 ):
-    """Run the main job end to end on the CDNOW data shipped with lifetimes."""
+    """Run the main job end to end on the CDNOW data shipped with lifetimes: features, segments,
+    training with MLflow tracking."""
     with _clean_errors():
         from clvtier.pipelines.demo import run_demo
 
-        typer.echo(run_demo(output_dir).format())
+        trained = _train(config, (), tracking_uri, False)
+        typer.echo(run_demo(output_dir, trained).format())
 
 
 def main() -> None:  # console-script entry point

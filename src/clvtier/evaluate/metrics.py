@@ -7,10 +7,11 @@ order the rows happen to be in.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn import metrics as skm
 
 
 def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +26,17 @@ def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
     return a, p
 
 
+def _sum(x) -> float:
+    """Correctly rounded sum: numpy's SIMD sums can differ in the last bit with the array's memory
+    alignment, and metrics must be identical run after run."""
+    return math.fsum(np.asarray(x, dtype=float).ravel())
+
+
+def _mean(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return _sum(x) / x.size
+
+
 def _ranked_actual(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Actual values ordered by predicted value (highest first), averaged within ties."""
     order = np.argsort(-predicted, kind="stable")
@@ -36,8 +48,8 @@ def _ranked_actual(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def _gini(ranked: np.ndarray) -> float:
     n = ranked.size
-    cumulative = np.cumsum(ranked) / ranked.sum()
-    return cumulative.sum() / n - (n + 1) / (2 * n)
+    cumulative = np.cumsum(ranked) / _sum(ranked)
+    return _sum(cumulative) / n - (n + 1) / (2 * n)
 
 
 def normalized_gini(actual, predicted) -> float:
@@ -48,7 +60,7 @@ def normalized_gini(actual, predicted) -> float:
     and the diagonal.
     """
     a, p = _arrays(actual, predicted)
-    if a.sum() <= 0:
+    if _sum(a) <= 0:
         return float("nan")
     best = _gini(np.sort(a)[::-1])
     return float(_gini(_ranked_actual(a, p)) / best) if best > 0 else float("nan")
@@ -58,7 +70,8 @@ def top_share(actual, predicted, share: float = 0.2) -> float:
     """Share of total actual value held by the ``share`` of customers ranked highest by ``predicted``."""
     a, p = _arrays(actual, predicted)
     k = int(round(share * a.size))
-    return float(_ranked_actual(a, p)[:k].sum() / a.sum()) if a.sum() > 0 else float("nan")
+    total = _sum(a)
+    return float(_sum(_ranked_actual(a, p)[:k]) / total) if total > 0 else float("nan")
 
 
 def decile_mape(actual, predicted, bins: int = 10) -> float:
@@ -72,9 +85,9 @@ def decile_mape(actual, predicted, bins: int = 10) -> float:
     ranked_a, ranked_p = _ranked_actual(a, p), p[order]
     errors = []
     for part_a, part_p in zip(np.array_split(ranked_a, bins), np.array_split(ranked_p, bins), strict=True):
-        if part_a.size and part_a.mean() > 0:
-            errors.append(abs(part_p.mean() - part_a.mean()) / part_a.mean())
-    return float(np.mean(errors)) if errors else float("nan")
+        if part_a.size and _mean(part_a) > 0:
+            errors.append(abs(_mean(part_p) - _mean(part_a)) / _mean(part_a))
+    return float(_mean(errors)) if errors else float("nan")
 
 
 def value_metrics(actual, predicted) -> dict[str, float]:
@@ -83,22 +96,27 @@ def value_metrics(actual, predicted) -> dict[str, float]:
     a, p = _arrays(actual, predicted)
     return {
         "gini": normalized_gini(a, p),
-        "spearman": float(stats.spearmanr(a, p).statistic) if np.ptp(p) * np.ptp(a) > 0 else float("nan"),
+        "spearman": _pearson(stats.rankdata(a), stats.rankdata(p)) if np.ptp(p) * np.ptp(a) > 0 else math.nan,
         "top20_share": top_share(a, p, 0.2),
         "decile_mape": decile_mape(a, p),
-        "mae": float(np.abs(a - p).mean()),
-        "rmse": float(np.sqrt(((a - p) ** 2).mean())),
-        "total_predicted": float(p.sum()),
-        "total_actual": float(a.sum()),
-        "total_ratio": float(p.sum() / a.sum()) if a.sum() > 0 else float("nan"),
+        "mae": _mean(np.abs(a - p)),
+        "rmse": math.sqrt(_mean((a - p) ** 2)),
+        "total_predicted": _sum(p),
+        "total_actual": _sum(a),
+        "total_ratio": _sum(p) / _sum(a) if _sum(a) > 0 else float("nan"),
     }
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    dx, dy = x - _mean(x), y - _mean(y)
+    return float(_sum(dx * dy) / math.sqrt(_sum(dx * dx) * _sum(dy * dy)))
 
 
 def top_decile_lift(label, score, share: float = 0.1) -> float:
     """Positive rate among the ``share`` highest scores over the overall positive rate (tie-averaged)."""
     y, s = _arrays(label, score)
     k = max(1, int(round(share * y.size)))
-    return float(_ranked_actual(y, s)[:k].mean() / y.mean()) if y.mean() > 0 else float("nan")
+    return float(_mean(_ranked_actual(y, s)[:k]) / _mean(y)) if _mean(y) > 0 else float("nan")
 
 
 def calibration_table(label, probability, bins: int = 10) -> pd.DataFrame:
@@ -118,12 +136,30 @@ def expected_calibration_error(label, probability, bins: int = 10) -> float:
     """Customer-weighted mean gap between predicted and observed rates over equal-width bins."""
     table = calibration_table(label, probability, bins)
     gaps = (table["mean_predicted"] - table["observed_rate"]).abs()
-    return float((gaps * table["customers"]).sum() / table["customers"].sum())
+    return float(_sum(gaps * table["customers"]) / _sum(table["customers"]))
 
 
 def _check_probability(p: np.ndarray):
     if np.any((p < 0) | (p > 1)):
         raise ValueError(f"{int(((p < 0) | (p > 1)).sum())} probabilities are outside [0, 1]")
+
+
+def _roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mann-Whitney form of ROC-AUC (ties count half): scikit-learn's value, summed exactly."""
+    positives = y == 1
+    n1, n0 = int(positives.sum()), int((~positives).sum())
+    return (_sum(stats.rankdata(s)[positives]) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision, sum over thresholds of (recall step) x precision, as scikit-learn's."""
+    order = np.argsort(-s, kind="stable")
+    ys, ss = y[order], s[order]
+    ends = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # last row of each distinct score
+    tps = np.cumsum(ys)[ends]
+    precision = tps / (ends + 1)
+    recall = tps / tps[-1]
+    return _sum(np.diff(np.r_[0.0, recall]) * precision)
 
 
 def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, float]:
@@ -138,15 +174,15 @@ def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, floa
         raise ValueError("churn labels must be 0 or 1")
     both = 0 < y.sum() < y.size
     out = {
-        "roc_auc": float(skm.roc_auc_score(y, s)) if both else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y, s)) if both else float("nan"),
+        "roc_auc": _roc_auc(y, s) if both else float("nan"),
+        "pr_auc": _average_precision(y, s) if both else float("nan"),
         "top_decile_lift": top_decile_lift(y, s),
         "brier": float("nan"),
         "ece": float("nan"),
     }
     if probability:
         _check_probability(s)
-        out["brier"] = float(((s - y) ** 2).mean())
+        out["brier"] = _mean((s - y) ** 2)
         out["ece"] = expected_calibration_error(y, s)
     return out
 

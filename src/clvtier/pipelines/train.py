@@ -238,11 +238,16 @@ def _log_frame(frame: pd.DataFrame, folder: Path, name: str) -> None:
     mlflow.log_artifact(str(path))
 
 
+def _child(name: str):
+    """A nested run in the parent's experiment (without it MLflow would use the default one)."""
+    return mlflow.start_run(run_name=name, nested=True, experiment_id=mlflow.active_run().info.experiment_id)
+
+
 def _log_model_runs(config, fitted, table, calibration, test, proto, folder, clustering) -> None:
     rows = {r["model"]: r for r in table.to_dict("records")}
     unit = proto["time_unit"]
     for name, model in fitted.items():
-        with mlflow.start_run(run_name=name, nested=True):
+        with _child(name):
             mlflow.set_tag("clvtier.model", name)
             mlflow.log_params({f"model.{k}": v for k, v in model.params.items()})
             mlflow.log_metrics(_metrics(rows[name]))
@@ -289,7 +294,7 @@ def _log_model_runs(config, fitted, table, calibration, test, proto, folder, clu
             _log_frame(calibration[calibration["model"] == name], folder, f"{name}_calibration.csv")
     if clustering is not None:
         estimator, outcomes = clustering
-        with mlflow.start_run(run_name="clusters", nested=True):
+        with _child("clusters"):
             mlflow.set_tag("clvtier.model", "clusters")
             mlflow.log_params({f"model.{k}": v for k, v in config.models.clusters.model_dump().items()})
             mlflow.log_param("fitted.n_clusters", estimator.n_clusters_)
@@ -460,40 +465,10 @@ def train(
                 requirements=_requirements(),
                 metadata={"clvtier": model_info},
             )
-            with steps("register and export"):
-                metric = config.registry.metric
-                decision = decide(
-                    config.registry.name,
-                    protocol=digest,
-                    metric=metric,
-                    value=test_metrics.get(metric, math.nan),
-                    higher_is_better=METRIC_DIRECTIONS[metric],
-                )
-                tags = {
-                    "clvtier.protocol": digest,
-                    "clvtier.experiment": config.experiment,
-                    **{f"clvtier.test.{k}": str(v) for k, v in test_metrics.items()},
-                }
-                version = register(logged.model_uri, config.registry.name, decision, tags)
-                mlflow.set_tags(
-                    {
-                        "clvtier.registry": f"{config.registry.name} v{version.version} @{decision.alias}",
-                        "clvtier.registry_reason": decision.reason,
-                    }
-                )
-                export_path = None
-                if decision.alias == CHAMPION:
-                    export_path = export(
-                        logged.model_uri,
-                        config.registry.export_dir / config.registry.name,
-                        {
-                            **model_info,
-                            "version": version.version,
-                            "alias": decision.alias,
-                            "run_id": run.info.run_id,
-                            "tracking_uri": uri,
-                        },
-                    )
+    with steps("register and export"):
+        version, decision, export_path = _register_and_export(
+            config, logged.model_uri, test_metrics, model_info, run.info.run_id, uri
+        )
     return TrainResult(
         config=config,
         tracking_uri=uri,
@@ -504,13 +479,45 @@ def train(
         table=table,
         tiering=tiering,
         model_name=config.registry.name,
-        version=version.version,
+        version=version,
         alias=decision.alias,
         reason=decision.reason,
         export_path=export_path,
         model_uri=logged.model_uri,
         step_seconds=steps.seconds,
     )
+
+
+def _register_and_export(config, model_uri, test_metrics, model_info, run_id, uri):
+    metric, digest = config.registry.metric, model_info["protocol"]["digest"]
+    decision = decide(
+        config.registry.name,
+        protocol=digest,
+        metric=metric,
+        value=test_metrics.get(metric, math.nan),
+        higher_is_better=METRIC_DIRECTIONS[metric],
+    )
+    tags = {
+        "clvtier.protocol": digest,
+        "clvtier.experiment": config.experiment,
+        "clvtier.run_id": run_id,
+        **{f"clvtier.test.{k}": str(v) for k, v in test_metrics.items()},
+    }
+    version = str(register(model_uri, config.registry.name, decision, tags).version)
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "clvtier.registry", f"{config.registry.name} v{version} @{decision.alias}")
+    client.set_tag(run_id, "clvtier.registry_reason", decision.reason)
+    export_path = None
+    if decision.alias == CHAMPION:
+        info = {
+            **model_info,
+            "version": version,
+            "alias": decision.alias,
+            "run_id": run_id,
+            "tracking_uri": uri,
+        }
+        export_path = export(model_uri, config.registry.export_dir / config.registry.name, info)
+    return version, decision, export_path
 
 
 @contextlib.contextmanager
