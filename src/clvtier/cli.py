@@ -385,7 +385,10 @@ def _progress():
 
 
 def _train(config_path, overrides, tracking_uri, log_data):
+    import logging
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the progress lines say what happens
     from clvtier.config import load_config
     from clvtier.pipelines.train import train
 
