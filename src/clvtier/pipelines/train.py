@@ -44,6 +44,7 @@ from clvtier.tiering import TieringModel
 from clvtier.tracking import environment_tags, experiment_id, resolve_tracking_uri, use_tracking_uri
 from clvtier.tracking.pyfunc import log_tiering_model
 from clvtier.tracking.registry import CHAMPION, decide, export, register
+from clvtier.tracking.store import pinned_requirements
 
 STEPS = (
     "load and validate data",
@@ -52,20 +53,6 @@ STEPS = (
     "evaluate out of time",
     "log to MLflow",
     "register and export",
-)
-#: Requirements written into the tiering model (clvtier itself must be installed to load it).
-REQUIREMENTS = (
-    "mlflow",
-    "pandas",
-    "numpy",
-    "scikit-learn",
-    "scipy",
-    "Lifetimes",
-    "xgboost-cpu",
-    "duckdb",
-    "pyarrow",
-    "pydantic",
-    "PyYAML",
 )
 
 
@@ -289,7 +276,7 @@ def _log_model_runs(config, fitted, table, calibration, test, proto, folder, clu
                         signature=mlflow.models.infer_signature(
                             example, est.predict(example, output_margin=True)
                         ),
-                        pip_requirements=_requirements(),
+                        pip_requirements=pinned_requirements(),
                     )
             _log_frame(calibration[calibration["model"] == name], folder, f"{name}_calibration.csv")
     if clustering is not None:
@@ -319,7 +306,7 @@ def _log_model_runs(config, fitted, table, calibration, test, proto, folder, clu
                 skops_trusted_types=["clvtier.segment.cluster.ValueClusters"],
                 input_example=example,
                 signature=mlflow.models.infer_signature(example, estimator.predict(example)),
-                pip_requirements=_requirements(),
+                pip_requirements=pinned_requirements(),
             )
 
 
@@ -385,15 +372,7 @@ def train(
         )
         clustering = None
         if config.models.clusters is not None:
-            c = config.models.clusters
-            estimator = ValueClusters(
-                method=c.method,
-                n_clusters=c.n_clusters,
-                k_range=c.k_range,
-                selection=c.selection,
-                features=c.features,
-                random_state=seed,
-            ).fit(test)
+            estimator = ValueClusters(**config.models.clusters.model_dump(), random_state=seed).fit(test)
     with steps("evaluate out of time"):
         table, calibration = benchmark_table(test, fitted)
         if config.models.clusters is not None:
@@ -462,7 +441,7 @@ def train(
                 tiering,
                 name="tiering_model",
                 folder=folder,
-                requirements=_requirements(),
+                requirements=pinned_requirements(),
                 metadata={"clvtier": model_info},
             )
     with steps("register and export"):
@@ -549,18 +528,6 @@ def _log_inputs(config, used, train_frame, test, data_fingerprint, folder, log_d
             path = folder / f"{context}.parquet"
             frame.to_parquet(path, index=False)
             mlflow.log_artifact(str(path), artifact_path="data")
-
-
-def _requirements() -> list[str]:
-    from importlib import metadata
-
-    out = []
-    for name in REQUIREMENTS:
-        try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 __all__ = ["STEPS", "TrainResult", "fingerprint", "load_data", "protocol", "tiering_model", "train"]

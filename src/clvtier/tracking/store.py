@@ -10,9 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 DEFAULT_STORE = "mlflow.db"
-#: Distributions whose versions every run records.
-PACKAGES = (
-    "clvtier",
+#: Distributions clvtier runs on: recorded with every run, pinned in every logged model.
+RUNTIME = (
     "pandas",
     "numpy",
     "scikit-learn",
@@ -23,6 +22,8 @@ PACKAGES = (
     "mlflow",
     "duckdb",
     "pyarrow",
+    "pydantic",
+    "PyYAML",
 )
 
 
@@ -76,14 +77,28 @@ def git_commit(folder=None) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def package_versions(names=RUNTIME) -> dict[str, str]:
+    """Installed versions of the distributions ``names`` (those not installed are left out)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of the runtime distributions, for a logged model's requirements.txt."""
+    return [f"{name}=={version}" for name, version in package_versions().items()]
+
+
 def environment_tags() -> dict[str, str]:
     """Package versions, Python and the git commit of the code (of clvtier's checkout when it
     is installed from one, else of the working directory)."""
     tags = {"clvtier.python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            tags[f"clvtier.version.{name.lower()}"] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    tags.update(
+        {f"clvtier.version.{name.lower()}": v for name, v in package_versions(("clvtier", *RUNTIME)).items()}
+    )
     tags["clvtier.git_commit"] = git_commit(Path(__file__).resolve().parent)
     return tags
