@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_btyd.py
 	$(PY) benchmarks/bench_segment.py
+	$(PY) benchmarks/bench_train.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -64,9 +64,6 @@ class ModelBenchmark:
     customers: int
     notes: list[str] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
-    fitted: dict = field(default_factory=dict, repr=False)
-    train: pd.DataFrame | None = field(default=None, repr=False)
-    test: pd.DataFrame | None = field(default=None, repr=False)
 
     def format(self) -> str:
         shown = self.table.drop(columns=["customers"]).copy()
@@ -296,9 +293,6 @@ def evaluate_models(
         customers=len(test),
         notes=notes,
         diagnosis=diagnose(test),
-        fitted=fitted,
-        train=train,
-        test=test,
     )
 
 
