@@ -411,6 +411,61 @@ def train_command(
         typer.echo(_train(config, set_, tracking_uri, log_data).format())
 
 
+@app.command("score")
+def score_command(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Exported model folder (models/<name>) or registry URI "
+                              "(models:/<name>@champion).", show_default=False)],
+    input: InputOpt,
+    as_of: Annotated[str, typer.Option(help="Last day of history, inclusive (YYYY-MM-DD).",
+                                       show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Tiers file: .parquet or .csv.",
+                                         show_default=False)],
+    previous: Annotated[Path | None, typer.Option(
+        help="An earlier tiers file: print and log the tier migration matrix, warn on size drift.")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="Tier policy: corporate4, abc4_clv, clv_cs or a YAML file (default: the model's).")] = None,
+    drift_threshold: Annotated[float, typer.Option(
+        help="Warn when a tier's size changes by more than this share of its previous size.")] = 0.2,
+    pseudonymize_ids: Annotated[bool, typer.Option(
+        help="Write salted hashes instead of customer ids (salt: env CLVTIER_ID_SALT).")] = False,
+    lang: Annotated[str, typer.Option(help="Language of labels and actions: en or zh.")] = "en",
+    chunk_size: Annotated[int, typer.Option(help="Customers per batch.")] = 250_000,
+    memory_limit: Annotated[str | None, typer.Option(
+        help="DuckDB memory limit, e.g. 8GB (default: half the machine's memory).")] = None,
+    tracking_uri: TrackingOpt = None,
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = "auto",
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
+    date_format: DateFormatOpt = None,
+    returns: ReturnsOpt = "net",
+):
+    """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
+    reason and action per customer, written atomically; the run is logged to MLflow."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    with _clean_errors():
+        from clvtier.data import ReadOptions
+        from clvtier.pipelines.score import score
+        from clvtier.segment.labels import check_lang
+
+        check_lang(lang)
+        sheet_value = int(sheet) if sheet is not None and sheet.isdigit() else sheet
+        options = ReadOptions(delimiter=delimiter, decimal=decimal, encoding=encoding,
+                              sheet=sheet_value, date_format=date_format)
+        with _mlflow_errors():
+            result = score(model, input, as_of=as_of, output=output, policy=policy, previous=previous,
+                           drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
+                           columns=columns, options=options, returns=returns, chunk_size=chunk_size,
+                           memory_limit=memory_limit, lang=lang,
+                           tracking_uri=tracking_uri, progress=_progress())
+        typer.echo(result.format())
+
+
 @app.command()
 def demo(
     output_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")]

@@ -165,7 +165,7 @@ class TieringConfig(_Strict):
 
     clv_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg", "xgboost", "hybrid"] = "hybrid"
     btyd_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg"] = "bgnbd_gg"
-    policy: Path | None = None  # the tier policy (YAML); applied once the scoring module has one
+    policy: str | None = None  # tier policy: a built-in name (corporate4, abc4_clv, clv_cs) or a YAML file
 
 
 class RegistryConfig(_Strict):

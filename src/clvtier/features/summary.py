@@ -100,6 +100,12 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
     """
     tx = _as_transactions(data)
     as_of = tx.resolve_as_of(as_of)
+    return finish_features(tx.con.sql(features_sql(tx, as_of, time_unit)).df(), as_of, time_unit)
+
+
+def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
+    """The query behind :func:`customer_features`, ordered by customer_id, for callers that stream
+    its rows (the batch scorer); pass each chunk of rows through :func:`finish_features`."""
     unit = unit_days(time_unit)
     a = f"DATE {_lit(as_of)}"
     windows = []
@@ -137,7 +143,12 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
                stddev_samp(gap) AS ipt_std_days
                {"".join(", " + e for e in extras)}
         FROM gaps GROUP BY customer_id ORDER BY customer_id"""
-    frame = tx.con.sql(sql).df()
+    return sql
+
+
+def finish_features(frame: pd.DataFrame, as_of: dt.date, time_unit: str) -> pd.DataFrame:
+    """Complete rows of :func:`features_sql` (any subset of customers): spend trend, zero-filled
+    windows, the as-of date and time unit in ``attrs``."""
     recent, earlier = frame.pop("_recent"), frame.pop("_earlier")
     scale = recent.abs() + earlier.abs()
     frame.insert(frame.columns.get_loc("count_180d") + 1, "spend_trend",

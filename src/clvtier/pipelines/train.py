@@ -41,6 +41,7 @@ from clvtier.pipelines.evaluate_models import (
 from clvtier.report import plots
 from clvtier.segment import ValueClusters, diagnose
 from clvtier.tiering import TieringModel
+from clvtier.tiering.policy import load_policy
 from clvtier.tracking import environment_tags, experiment_id, resolve_tracking_uri, use_tracking_uri
 from clvtier.tracking.pyfunc import log_tiering_model
 from clvtier.tracking.registry import CHAMPION, decide, export, register
@@ -349,6 +350,7 @@ def train(
     seed = config.seed
     with steps("load and validate data"):
         tx = load_data(config.data)
+        policy = load_policy(config.tiering.policy)
         proto = protocol(config.split, tx)
         used = tx.to_pandas()
         data_fingerprint = fingerprint(used)
@@ -391,6 +393,7 @@ def train(
             "test_metrics": test_metrics,
             "clv_model": config.tiering.clv_model,
             "btyd_model": config.tiering.btyd_model,
+            "policy": policy.model_dump(mode="json"),
         }
         tiering = tiering_model(config, fitted, proto, model_info)
 
@@ -425,6 +428,8 @@ def train(
                 }
             )
             _log_inputs(config, used, train_frame, test, data_fingerprint, folder, log_data)
+            mlflow.log_dict(policy.model_dump(mode="json"), "policy.yaml")
+            mlflow.log_params({"policy": policy.label, "policy.digest": policy.digest()})
             _log_frame(table, folder, "model_metrics.csv")
             _log_frame(calibration, folder, "calibration.csv")
             _log_figure(plots.calibration_curves(calibration), "calibration_curve.png")

@@ -54,6 +54,17 @@ def rfm_scores(features: pd.DataFrame, *, bins: int = 5) -> pd.DataFrame:
     return out
 
 
+def rfm_score_sql(bins: int = 5) -> str:
+    """SQL select-list items giving the scores of :func:`rfm_scores` over a whole table (window
+    functions, same order and tie-breaks), for data too large for pandas: ``r_score, f_score,
+    m_score``. The table needs ``customer_id`` and the RFM columns."""
+    n = "count(*) OVER ()"
+    orders = {"r_score": f"{R} DESC, {M} ASC", "f_score": f"{F} ASC, {M} ASC",
+              "m_score": f"{M} ASC, {F} ASC"}
+    return ", ".join(f"CAST(ceil(row_number() OVER (ORDER BY {o}, customer_id DESC) * {int(bins)} / {n})"
+                     f" AS BIGINT) AS {name}" for name, o in orders.items())
+
+
 def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, lang: str = "en") -> Segmentation:
     """Customers grouped by their total RFM score (R + F + M, from 3 x bins down to 3), with
     the scores as inputs. Empty totals are left out of the profile. Segments have no strategy."""

@@ -19,7 +19,7 @@ from clvtier.clv.btyd import GammaGammaModel
 from clvtier.data import load_transactions, to_date
 from clvtier.errors import InputError
 from clvtier.features import customer_features
-from clvtier.segment import rfm_map
+from clvtier.segment import RFM10, rfm_scores
 
 #: Transaction columns the model reads (customer_id, date and amount are required).
 TRANSACTION_COLUMNS = ("customer_id", "date", "amount", "order_id", "quantity", "profit", "satisfaction")
@@ -99,34 +99,47 @@ class TieringModel:
         return customer_features(tx, as_of=as_of, time_unit=self.time_unit)
 
     def predict(self, data, as_of=None) -> pd.DataFrame:
-        """One row per customer: the columns of :data:`OUTPUT_COLUMNS`."""
+        """One row per customer: the columns of :data:`OUTPUT_COLUMNS`. RFM scores rank the
+        customers in ``data`` against each other."""
         features = self.features(data, as_of)
         if features.empty:
             return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
-        rfm = rfm_map(features)  # quintile scores and the ten-segment RF map
+        return self.predict_features(features, rfm_scores(features))
+
+    def predict_features(self, features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        """:data:`OUTPUT_COLUMNS` for a feature table whose RFM scores (``r_score, f_score,
+        m_score``, row-aligned) were computed on a population, e.g. a chunk of a larger table."""
         btyd = btyd_outputs(features, self.purchase_models[self.btyd_model], self.spend_model, self.horizon)
         clv, churn = self._clv_churn(features, btyd)
         out = features[["customer_id", "recency_days", "frequency_count", "monetary_total"]].copy()
         out.insert(1, "as_of", pd.Timestamp(features.attrs["as_of"]))
-        table = rfm.table.set_index("customer_id").loc[out["customer_id"]]
-        for column in ("r_score", "f_score", "m_score", "rfm_cell"):
-            out[column] = table[column].to_numpy()
-        out["rfm_segment"] = table["segment"].to_numpy()
+        r, f, m = (scores[c].to_numpy(dtype=np.int64) for c in ("r_score", "f_score", "m_score"))
+        out["r_score"], out["f_score"], out["m_score"] = r, f, m
+        out["rfm_cell"] = pd.Series(r).astype(str).to_numpy() + pd.Series(f).astype(str).to_numpy() \
+            + pd.Series(m).astype(str).to_numpy()
+        codes = np.array([s.code for s in RFM10.segments], dtype=object)
+        out["rfm_segment"] = codes[RFM10.lookup()[r - 1, f - 1, m - 1]]
         out["expected_purchases"] = btyd["expected_purchases"].to_numpy()
         out["probability_alive"] = btyd["probability_alive"].to_numpy()
-        out["churn_probability"] = churn
-        out["predicted_clv"] = clv
+        out["recency_days"] = out["recency_days"].astype(np.int64)
+        out["churn_probability"] = np.asarray(churn, dtype=np.float64)
+        out["predicted_clv"] = np.asarray(clv, dtype=np.float64)
         return out
 
     def _clv_churn(self, features: pd.DataFrame, btyd: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        if self.clv_model == "xgboost":
-            return self.ml.predict(features), 1 - self.ml.predict_purchase_probability(features)
-        name = self.base if self.clv_model == "hybrid" else self.clv_model
-        if name != self.btyd_model:
-            btyd = btyd_outputs(features, self.purchase_models[name], self.spend_model, self.horizon)
-        if self.clv_model == "hybrid":
-            return self.ml.predict(btyd) * self.scale, 1 - self.ml.predict_purchase_probability(btyd)
+        if self.clv_model in ("xgboost", "hybrid"):
+            x = features if self.clv_model == "xgboost" else self._base_outputs(features, btyd)
+            buy = self.ml.predict_purchase_probability(x)  # once: it is both halves' input
+            scale = self.scale if self.clv_model == "hybrid" else 1.0
+            return buy * self.ml.predict_spend_if_purchase(x) * scale, 1 - buy
+        btyd = self._base_outputs(features, btyd)
         return btyd["btyd_clv"].to_numpy(), 1 - btyd["probability_any_purchase"].to_numpy()
+
+    def _base_outputs(self, features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
+        name = self.base if self.clv_model == "hybrid" else self.clv_model
+        if name == self.btyd_model:
+            return btyd
+        return btyd_outputs(features, self.purchase_models[name], self.spend_model, self.horizon)
 
 
 __all__ = ["OUTPUT_COLUMNS", "TRANSACTION_COLUMNS", "TieringModel"]

@@ -1,0 +1,362 @@
+"""Tier policies: YAML rules that turn scored customers into tiers, reasons and actions.
+
+A policy is fitted on the whole scored population (share cut-offs and quantiles become values)
+and then assigns any chunk of it, so a batch job can work in chunks and still cut on the
+population. Three ways to cut, one per policy:
+
+- **shares**: customers ordered by a score, the best ``share`` of them in the first tier, and so
+  on. A customer's tier is the first whose cut-off its score reaches, so equal scores share a
+  tier and a tier can exceed its share by the customers tied on its boundary.
+- **min_score**: the same score cut at absolute values; the last tier takes the rest.
+- **when**: the first tier whose conditions all hold; the last tier (no conditions) takes the rest.
+
+The score is either one column's own value (``scale: value``) or a weighted mean of percentile
+ranks (``scale: rank``): a customer's rank on a column is the share of the population with a
+value at or below theirs, so it lies in (0, 1] and equal values rank equally.
+
+``at_risk`` is a set of conditions checked for every customer whatever the tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clvtier.errors import InputError
+
+BUILTIN = ("corporate4", "abc4_clv", "clv_cs")
+DEFAULT = "corporate4"
+#: Plain names of the columns policies usually read, for reasons.
+NAMES = {
+    "predicted_clv": "predicted CLV",
+    "monetary_total": "past spend",
+    "churn_probability": "churn probability",
+    "probability_alive": "P(alive)",
+    "expected_purchases": "expected purchases",
+    "frequency_count": "purchases",
+    "recency_days": "days since last purchase",
+    "rfm_score": "RFM score",
+    "profit_total": "past profit",
+    "satisfaction_mean": "satisfaction",
+}
+_OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(_Strict):
+    en: str
+    zh: str | None = None
+
+    def get(self, lang: str) -> str:
+        return self.zh if lang == "zh" and self.zh else self.en
+
+
+class Condition(_Strict):
+    """``column op threshold``: the threshold is a ``value`` or the population ``quantile``."""
+
+    column: str
+    op: Literal[">", ">=", "<", "<="]
+    value: float | None = None
+    quantile: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_threshold(self):
+        if (self.value is None) == (self.quantile is None):
+            raise ValueError("give exactly one of value or quantile")
+        return self
+
+
+class Score(_Strict):
+    inputs: dict[str, float] = Field(min_length=1)
+    scale: Literal["rank", "value"] = "rank"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if any(not np.isfinite(w) or w <= 0 for w in self.inputs.values()):
+            raise ValueError(f"weights must be positive; got {self.inputs}")
+        if self.scale == "value" and len(self.inputs) != 1:
+            raise ValueError("scale 'value' takes exactly one input; use 'rank' to combine columns")
+        return self
+
+
+class Tier(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: Text
+    action: Text
+    share: float | None = Field(None, gt=0, le=1)
+    min_score: float | None = None
+    when: list[Condition] | None = None
+
+
+class AtRisk(_Strict):
+    when: list[Condition] = Field(min_length=1)
+    action: Text
+
+
+class TierPolicy(_Strict):
+    """A tier policy as written in YAML (see the built-in ``corporate4.yaml``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    score: Score | None = None
+    tiers: list[Tier] = Field(min_length=2)
+    at_risk: AtRisk | None = None
+
+    @model_validator(mode="after")
+    def _cut(self):
+        codes = [t.code for t in self.tiers]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"tier codes repeat: {codes}")
+        kind = self.kind
+        head, last = self.tiers[:-1], self.tiers[-1]
+        if kind == "shares":
+            if any(t.share is None for t in self.tiers):
+                raise ValueError("with shares, every tier needs a share (the last one too)")
+            total = sum(t.share for t in self.tiers)
+            if abs(total - 1) > 1e-6:
+                raise ValueError(f"tier shares must add up to 1; got {total:g}")
+        elif kind == "min_score":
+            if any(t.min_score is None for t in head) or last.min_score is not None:
+                raise ValueError("with min_score, every tier but the last needs one; the last takes the rest")
+            cuts = [t.min_score for t in head]
+            if any(a <= b for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ValueError(f"min_score must decrease from the first tier to the last; got {cuts}")
+        else:
+            if any(not t.when for t in head) or last.when:
+                raise ValueError(
+                    "with when, every tier but the last needs conditions; the last takes the rest"
+                )
+        if kind != "when" and self.score is None:
+            raise ValueError(f"tiers cut by {kind} need a score section")
+        mixed = [t.code for t in self.tiers if sum(x is not None for x in (t.share, t.min_score, t.when)) > 1]
+        if mixed:
+            raise ValueError(f"tier {mixed[0]!r}: give one of share, min_score or when")
+        return self
+
+    @property
+    def kind(self) -> str:
+        first = self.tiers[0]
+        return "shares" if first.share is not None else "min_score" if first.min_score is not None else "when"
+
+    @property
+    def columns(self) -> list[str]:
+        """The scored columns the policy reads."""
+        cols = list(self.score.inputs) if self.score and self.kind != "when" else []
+        for conditions in [t.when or [] for t in self.tiers] + [self.at_risk.when if self.at_risk else []]:
+            cols += [c.column for c in conditions]
+        return list(dict.fromkeys(cols))
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    def fit(self, population: pd.DataFrame) -> FittedPolicy:
+        """Resolve shares and quantiles on the whole scored population."""
+        values = _columns(population, self.columns, self.name)
+        ranks = {}
+        if self.kind != "when" and self.score.scale == "rank":
+            ranks = {c: np.sort(values[c]) for c in self.score.inputs}
+        fitted = FittedPolicy(self, ranks, [], {}, len(population))
+        if self.kind == "shares":
+            score = np.sort(fitted.score(values))[::-1]
+            bounds = np.round(np.cumsum([t.share for t in self.tiers]) * len(score)).astype(np.int64)
+            cuts = [float(score[b - 1]) if b > 0 else np.inf for b in bounds[:-1]]
+            fitted.cuts = cuts + [-np.inf]
+        elif self.kind == "min_score":
+            fitted.cuts = [t.min_score for t in self.tiers[:-1]] + [-np.inf]
+        conditions = [c for t in self.tiers for c in t.when or []]
+        conditions += self.at_risk.when if self.at_risk else []
+        for c in conditions:
+            if c.quantile is not None:
+                fitted.quantiles[(c.column, c.quantile)] = float(np.quantile(values[c.column], c.quantile))
+        return fitted
+
+    def digest(self) -> str:
+        """SHA-256 of the policy's canonical JSON: equal policies, equal digests."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+@dataclass
+class FittedPolicy:
+    """A policy with its cut-offs resolved on a population; :meth:`assign` tiers any part of it."""
+
+    policy: TierPolicy
+    ranks: dict[str, np.ndarray]
+    cuts: list[float]
+    quantiles: dict[tuple[str, float], float]
+    n: int
+
+    def score(self, values: dict[str, np.ndarray], ranks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        score = self.policy.score
+        if score.scale == "value":
+            return values[next(iter(score.inputs))].astype(float)
+        ranks = ranks or self._ranks(values)
+        total = sum(score.inputs.values())
+        return sum(w / total * ranks[c] for c, w in score.inputs.items())
+
+    def _ranks(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {c: self._rank(c, values[c]) for c in self.ranks}
+
+    def _rank(self, column: str, v: np.ndarray) -> np.ndarray:
+        population = self.ranks[column]
+        return np.searchsorted(population, v, side="right") / len(population)
+
+    def threshold(self, c: Condition) -> float:
+        return c.value if c.quantile is None else self.quantiles[(c.column, c.quantile)]
+
+    def _holds(self, conditions: list[Condition], values) -> np.ndarray:
+        ok = np.ones(len(next(iter(values.values()))), dtype=bool)
+        for c in conditions:
+            ok &= _OPS[c.op](values[c.column], self.threshold(c))
+        return ok
+
+    def assign(self, frame: pd.DataFrame, *, lang: str = "en") -> pd.DataFrame:
+        """``tier, at_risk, tier_reason, action`` for each row of ``frame`` (same order)."""
+        p = self.policy
+        values = _columns(frame, p.columns, p.name)
+        n = len(frame)
+        score, ranks = None, self._ranks(values)
+        if p.kind == "when":
+            tier = np.full(n, len(p.tiers) - 1)
+            for i in reversed(range(len(p.tiers) - 1)):  # the first match wins
+                tier[self._holds(p.tiers[i].when, values)] = i
+        else:
+            score = self.score(values, ranks)
+            tier = np.searchsorted(-np.asarray(self.cuts), -score, side="left")
+        at_risk = self._holds(p.at_risk.when, values) if p.at_risk else np.zeros(n, dtype=bool)
+        codes = np.array([t.code for t in p.tiers], dtype=object)
+        actions = np.array([t.action.get(lang) for t in p.tiers], dtype=object)[tier]
+        reasons = self._reasons(tier, score, values, ranks)
+        if p.at_risk is not None and at_risk.any():
+            risk = self._condition_text(p.at_risk.when, values, at_risk)
+            reasons[at_risk] = reasons[at_risk] + "; at risk: " + risk
+            actions[at_risk] = p.at_risk.action.get(lang) + " " + actions[at_risk]
+        return pd.DataFrame(
+            {"tier": codes[tier], "at_risk": at_risk, "tier_reason": reasons, "action": actions},
+            index=frame.index,
+        )
+
+    def _reasons(self, tier: np.ndarray, score, values, ranks) -> np.ndarray:
+        p = self.policy
+        out = np.empty(len(tier), dtype=object)
+        for i, t in enumerate(p.tiers):
+            rows = tier == i
+            if not rows.any():
+                continue
+            if p.kind == "when":
+                out[rows] = (self._condition_text(t.when, values, rows) if t.when
+                             else "none of the conditions of the tiers above hold")
+                continue
+            if i + 1 < len(p.tiers):
+                bound = f" >= {t.code} cut-off {_fmt_one(self.cuts[i], p.score.scale)}"
+            else:
+                bound = f" < {p.tiers[i - 1].code} cut-off {_fmt_one(self.cuts[i - 1], p.score.scale)}"
+            template, args = self._score_text(values, ranks, rows)
+            out[rows] = _format(template + bound.replace("{", "{{").replace("}", "}}"), [*args, score[rows]])
+        return out
+
+    def _score_text(self, values, ranks, rows: np.ndarray) -> tuple[str, list[np.ndarray]]:
+        """A format template for the score's explanation and its arguments (score last)."""
+        p = self.policy
+        if p.score.scale == "value":
+            column = next(iter(p.score.inputs))
+            return _braces(_name(column)) + " {:,.2f}", []
+        total = sum(p.score.inputs.values())
+        parts, args = [], []
+        for c, w in p.score.inputs.items():
+            parts.append(f"{w / total:.2g} x rank {{:.3f}} of {_braces(_name(c))} {{:,.2f}}")
+            args += [ranks[c][rows], values[c][rows]]
+        return "score (" + " + ".join(parts) + ") = {:.3f}", args
+
+    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray) -> np.ndarray:
+        pieces = []
+        for c in conditions:
+            where = f" (the {c.quantile:.0%} quantile)" if c.quantile is not None else ""
+            pieces.append(f"{_braces(_name(c.column))} {{:,.2f}} {c.op} {self.threshold(c):,.2f}{where}")
+        return _format(" and ".join(pieces), [values[c.column][rows] for c in conditions])
+
+    def summary(self) -> dict:
+        """Cut-offs and quantiles as resolved, for logs."""
+        p = self.policy
+        out = {"policy": p.label, "digest": p.digest(), "kind": p.kind, "customers": self.n}
+        if p.kind != "when":
+            out["cuts"] = {t.code: float(c) for t, c in zip(p.tiers[:-1], self.cuts, strict=False)}
+        out["quantiles"] = {f"{c}@{q:g}": v for (c, q), v in self.quantiles.items()}
+        return out
+
+
+def _name(column: str) -> str:
+    return NAMES.get(column, column)
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _format(template: str, columns: list[np.ndarray]) -> np.ndarray:
+    """``template.format(*row)`` for each row of ``columns``, as an object array."""
+    lists = [np.asarray(c, dtype=float).tolist() for c in columns]
+    out = np.empty(len(lists[0]) if lists else 0, dtype=object)
+    out[:] = [template.format(*row) for row in zip(*lists, strict=True)]
+    return out
+
+
+def _fmt_one(value: float, scale: str) -> str:
+    return f"{value:.3f}" if scale == "rank" else f"{value:,.2f}"
+
+
+def _columns(frame: pd.DataFrame, columns: list[str], policy: str) -> dict[str, np.ndarray]:
+    out = {}
+    for c in columns:
+        if c not in frame.columns:
+            raise InputError(
+                f"policy {policy}",
+                f"needs column {c!r}, which the scored table does not "
+                f"have; columns: {', '.join(frame.columns)}",
+            )
+        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise InputError(
+                f"policy {policy}", f"column {c!r} has {int(bad.sum())} missing or non-finite values"
+            )
+        out[c] = v
+    return out
+
+
+def load_policy(source: str | Path | None = None) -> TierPolicy:
+    """A built-in policy by name (``corporate4`` by default, ``abc4_clv``, ``clv_cs``) or a
+    YAML file. Errors name the file and the key."""
+    source = DEFAULT if source is None else source
+    if str(source) in BUILTIN:
+        name = f"{source}.yaml"
+        text = resources.files("clvtier.tiering").joinpath("policies", name).read_text(encoding="utf-8")
+    else:
+        name = str(source)
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(name, f"no such policy file (built-in policies: {', '.join(BUILTIN)})")
+        text = path.read_text(encoding="utf-8")
+    try:
+        return TierPolicy.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        raise InputError(name, f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "top level"
+        raise InputError(name, f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+__all__ = ["BUILTIN", "DEFAULT", "FittedPolicy", "TierPolicy", "load_policy"]
