@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_btyd.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_score.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

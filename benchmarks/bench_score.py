@@ -11,6 +11,9 @@ DuckDB's native memory included) is its own:
 
 - baseline: a hand-written DuckDB query of the classic RFM columns per customer from the same
   file, to a count (read + aggregate, no validation, no model): the floor on this hardware;
+- in memory (up to ``--in-memory-max`` customers): the file read whole into pandas, the model's
+  ``predict`` and the policy on the whole table, one ``to_parquet``: what scoring without the
+  batch job looks like;
 - clvtier: ``score(...)``: read, validate, features, RFM scores, model, policy, write the tiers
   Parquet atomically (MLflow logging off: it is constant, about a second).
 
@@ -71,6 +74,17 @@ def run_one(kind: str, path: str, out: str) -> dict:
 
         n, _ = duckdb.connect().sql(BASELINE_SQL.format(path=path, as_of=AS_OF)).fetchall()[0]
         result = {"customers": int(n)}
+    elif kind == "in_memory":
+        import pandas as pd
+
+        from clvtier.pipelines.score import load_model
+        from clvtier.tiering.policy import load_policy
+
+        model = load_model(str(MODEL)).model
+        scored = model.predict(pd.read_parquet(path), AS_OF)
+        verdict = load_policy().fit(scored).assign(scored)
+        pd.concat([scored, verdict], axis=1).to_parquet(out, index=False)
+        result = {"customers": len(scored)}
     else:
         from clvtier.pipelines.score import score
 
@@ -83,8 +97,12 @@ def run_one(kind: str, path: str, out: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=float, nargs="+", default=[1e6, 1e7])
+    parser.add_argument("--in-memory-max", type=float, default=2e6,
+                        help="run the in-memory contender up to this many customers (default 2e6)")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -99,15 +117,23 @@ def main() -> None:
         base = run_measured(__file__, "--one", "baseline", str(path), str(out))
         ours = run_measured(__file__, "--one", "score", str(path), str(out))
         assert ours["customers"] == base["customers"], (ours, base)
-        rows.append((n, ours["rows"], base, ours))
+        naive = None
+        if n <= args.in_memory_max:
+            naive = run_measured(__file__, "--one", "in_memory", str(path), str(out) + ".naive.parquet")
+        rows.append((n, ours["rows"], base, ours, naive))
         print(f"  {n:,} customers: steps {ours['steps']}", flush=True)
     print("\n| customers | transactions | contender | seconds | customers/s | peak GB | x baseline |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for n, tx, base, ours in rows:
-        for name, r in (("baseline: DuckDB RFM query", base), ("clvtier score", ours)):
+    for n, tx, base, ours, naive in rows:
+        contenders = [("baseline: DuckDB RFM query", base), ("in memory: pandas + model.predict", naive),
+                      ("clvtier score", ours)]
+        for name, r in contenders:
+            if r is None:
+                print(f"| {n:,} | {tx:,} | {name} | not run (whole table in pandas) | | | |")
+                continue
             print(f"| {n:,} | {tx:,} | {name} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | "
                   f"{r['peak_gb']:.2f} | {r['seconds'] / base['seconds']:.1f} |")
-    for n, tx, _, ours in rows:
+    for n, tx, _, ours, _ in rows:
         if n >= 10_000_000:
             ok = ours["peak_gb"] < 24
             print(f"target: {n:,} customers / {tx:,} transactions within 24 GB: "

@@ -106,3 +106,7 @@ def test_demo_command(tmp_path, tracking_uri):
     assert "verdict: tiering is worth it" in result.output and "Champions" in result.output
     segments = pd.read_csv(tmp_path / "cdnow_segments_rfm10.csv")
     assert len(segments) == 23_570 and segments["strategy"].notna().all()
+    tiers = pd.read_parquet(tmp_path / "cdnow_tiers.parquet")
+    assert len(tiers) == 23_570 and set(tiers["tier"]) == {"premium", "develop", "potential", "marginal"}
+    assert "Tiers as of 1998-06-30, compared with 1998-03-31" in result.output
+    assert "share_predicted_value" in result.output and "migration (rows: previous tier" in result.output

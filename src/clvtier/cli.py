@@ -40,6 +40,31 @@ def _clean_errors():
         raise typer.Exit(EXIT_INPUT) from None
 
 
+class _Stopped(BaseException):
+    """SIGTERM turned into an exception, so open outputs are removed on the way out (Ctrl-C's
+    KeyboardInterrupt already is one)."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    import signal
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except _Stopped as exc:
+        typer.echo(f"clvtier: stopped by signal {exc.args[0]}", err=True)
+        raise typer.Exit(128 + exc.args[0]) from None
+    except KeyboardInterrupt:
+        typer.echo("clvtier: interrupted", err=True)
+        raise typer.Exit(128 + signal.SIGINT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
                                         ".parquet or .xlsx.", show_default=False)]
 ColumnsOpt = Annotated[str | None, typer.Option(
@@ -448,7 +473,7 @@ def score_command(
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    with _clean_errors():
+    with _stop_on_sigterm(), _clean_errors():
         from clvtier.data import ReadOptions
         from clvtier.pipelines.score import score
         from clvtier.segment.labels import check_lang

@@ -1,4 +1,4 @@
-"""The demo job on CDNOW (grows with the product: features, segments, training now; tiers later)."""
+"""The demo job on CDNOW: features, segments, training with MLflow, then batch scoring into tiers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import pandas as pd
 from clvtier.data import Accounting, load_transactions, write_frame
 from clvtier.data.datasets import load_cdnow
 from clvtier.features import customer_features
+from clvtier.pipelines.score import ScoreResult, score
 from clvtier.pipelines.segment import format_profile
 from clvtier.pipelines.train import TrainResult
 from clvtier.segment import Segmentation, diagnose, rfm_map
 
 CDNOW_AS_OF = "1998-06-30"
+#: The earlier scoring date the demo compares with (tier migration, drift warnings).
+PREVIOUS_AS_OF = "1998-03-31"
 
 
 @dataclass
@@ -26,6 +29,7 @@ class DemoResult:
     metrics_path: Path
     segments: Segmentation
     segments_path: Path
+    tiers: ScoreResult | None = None
 
     def format(self) -> str:
         f = self.features
@@ -46,13 +50,17 @@ class DemoResult:
             self.trained.format(),
             f"model metrics -> {self.metrics_path}",
         ]
+        if self.tiers is not None:
+            lines += ["", f"Tiers as of {CDNOW_AS_OF}, compared with {PREVIOUS_AS_OF} "
+                          f"(the champion {self.tiers.model.uri})", self.tiers.format()]
         return "\n".join(lines)
 
 
 def run_demo(output_dir, trained: TrainResult) -> DemoResult:
     """Load CDNOW, validate it, build the feature table as of 1998-06-30 and write it; segment the
     customers with the ten-segment RFM map; write the metrics of ``trained`` (the training run of
-    ``experiments/cdnow.yaml``: train 1997-07-01, test 1997-12-30, 26-week windows)."""
+    ``experiments/cdnow.yaml``: train 1997-07-01, test 1997-12-30, 26-week windows); then score
+    every customer with the champion as of 1998-03-31 and 1998-06-30 (tiers, migration, drift)."""
     output_dir = Path(output_dir)
     tx = load_transactions(load_cdnow())
     features = customer_features(tx, as_of=CDNOW_AS_OF)
@@ -60,6 +68,13 @@ def run_demo(output_dir, trained: TrainResult) -> DemoResult:
     metrics_path = write_frame(trained.table, output_dir / "cdnow_model_metrics.csv")
     segments = rfm_map(features)
     segments_path = write_frame(segments.table, output_dir / "cdnow_segments_rfm10.csv")
+    # Batch scoring from a file with the registry's champion (this run's model when it won).
+    source = write_frame(load_cdnow(), output_dir / "cdnow_transactions.csv")
+    champion = Path(trained.config.registry.export_dir) / trained.model_name
+    earlier = output_dir / f"cdnow_tiers_{PREVIOUS_AS_OF}.parquet"
+    score(str(champion), source, as_of=PREVIOUS_AS_OF, output=earlier, tracking_uri=trained.tracking_uri)
+    tiers = score(str(champion), source, as_of=CDNOW_AS_OF, output=output_dir / "cdnow_tiers.parquet",
+                  previous=earlier, tracking_uri=trained.tracking_uri)
     return DemoResult(accounting=tx.accounting(CDNOW_AS_OF), features=features, features_path=path,
                       trained=trained, metrics_path=metrics_path, segments=segments,
-                      segments_path=segments_path)
+                      segments_path=segments_path, tiers=tiers)

@@ -227,17 +227,26 @@ def score(
     fmt = output_format(output)
     day = to_date(as_of, what="as_of")
     salt = id_salt() if pseudonymize_ids else None
+    if not drift_threshold > 0:
+        raise InputError("drift_threshold", f"must be a positive share, e.g. 0.2; got {drift_threshold}")
+    if previous is not None:
+        _tiers_relation(previous)  # fail before the work, not after it
     uri = resolve_tracking_uri(tracking_uri)
     with step("load model and policy"):
         if str(model).startswith("models:/"):
             use_tracking_uri(uri)
         loaded = model if isinstance(model, LoadedModel) else load_model(model)
         policy = _policy(policy, loaded.model)
-    with tempfile.TemporaryDirectory(prefix="clvtier-score-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        con = duckdb.connect(str(scratch / "scratch.duckdb"))
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clvtier-score-")))
+        con = stack.enter_context(duckdb.connect(str(scratch / "scratch.duckdb")))
         con.execute(f"SET temp_directory = {_lit(scratch / 'spill')}")
-        con.execute(f"SET memory_limit = {_lit(memory_limit or MEMORY_LIMIT)}")
+        try:
+            con.execute(f"SET memory_limit = {_lit(memory_limit or MEMORY_LIMIT)}")
+        except duckdb.Error:
+            raise InputError(
+                "--memory-limit", f"expected a size like 4GB or 500MB; got {memory_limit!r}"
+            ) from None
         con.execute("SET preserve_insertion_order = false")
         with step("read and validate"):
             tx = load_transactions(source, columns=columns, options=options, returns=returns, con=con)
@@ -257,7 +266,6 @@ def score(
             fitted = policy.fit(population)
             del population
             tiers = _write(predictions, output, fmt, fitted, loaded, chunk_size, salt, lang)
-        con.close()
     result = ScoreResult(
         output=Path(output),
         model=loaded,
@@ -326,6 +334,22 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, chun
     return customers
 
 
+def _rebatch(reader, size: int):
+    """Tables of exactly ``size`` rows (the last one shorter) from a stream of record batches,
+    so chunk boundaries, and hence the output file, never depend on how the stream was cut."""
+    pending, rows = [], 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
 def _write(
     predictions: Path,
     output,
@@ -387,38 +411,49 @@ def _write(
     return table
 
 
-def read_tiers(path) -> pd.DataFrame:
-    """``customer_id, tier`` of a scoring output (Parquet or CSV), ids as text."""
-    path = Path(path)
+def _tiers_relation(source) -> str:
+    """SQL of ``customer_id, tier`` (text) from a scoring output file."""
+    path = Path(source)
     fmt = output_format(path)
     if not path.is_file():
         raise InputError(str(path), "file not found")
-    con = duckdb.connect()
     reader = (
         f"read_parquet({_lit(path)})" if fmt == "parquet" else f"read_csv({_lit(path)}, all_varchar=true)"
     )
+    return f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST(tier AS VARCHAR) AS tier FROM {reader}"
+
+
+def migration_matrix(previous, current, order: list[str]) -> pd.DataFrame:
+    """Customers by previous tier (rows, plus ``new``) and current tier (columns, plus ``gone``).
+
+    ``previous`` and ``current`` are scoring outputs (paths) or frames with ``customer_id`` and
+    ``tier``; the join runs in DuckDB, so only the matrix reaches pandas."""
+    con = duckdb.connect()
+    sides = []
+    for name, side in (("_before", previous), ("_now", current)):
+        if isinstance(side, pd.DataFrame):
+            con.register(name, side[["customer_id", "tier"]].astype(str))
+            sides.append(f"SELECT * FROM {name}")
+        else:
+            sides.append(_tiers_relation(side))
     try:
-        return con.sql(
-            f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST(tier AS VARCHAR) AS tier FROM {reader}"
-        ).df()
+        counts = con.sql(f"""
+            SELECT coalesce(b.tier, 'new') AS before, coalesce(n.tier, 'gone') AS now, count(*) AS customers
+            FROM ({sides[0]}) b FULL OUTER JOIN ({sides[1]}) n USING (customer_id)
+            GROUP BY ALL""").df()
     except duckdb.Error as exc:
+        where = previous if not isinstance(previous, pd.DataFrame) else "<previous>"
         raise InputError(
-            str(path), f"not a scoring output (needs customer_id and tier): {str(exc).splitlines()[0]}"
+            str(where), f"not a scoring output (needs customer_id and tier): {str(exc).splitlines()[0]}"
         ) from None
-
-
-def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Customers by previous tier (rows, plus ``new``) and current tier (columns, plus ``gone``)."""
-    both = previous.merge(
-        current, on="customer_id", how="outer", suffixes=("_before", "_now"), validate="one_to_one"
+    rows = [*order, *sorted(set(counts["before"]) - set(order) - {"new"}), "new"]
+    cols = [*order, *sorted(set(counts["now"]) - set(order) - {"gone"}), "gone"]
+    matrix = counts.pivot_table(
+        index="before", columns="now", values="customers", aggfunc="sum", fill_value=0
     )
-    before = both["tier_before"].fillna("new")
-    now = both["tier_now"].fillna("gone")
-    rows = [*order, *sorted(set(before) - set(order) - {"new"}), "new"]
-    cols = [*order, *sorted(set(now) - set(order) - {"gone"}), "gone"]
-    matrix = pd.crosstab(before, now).reindex(index=rows, columns=cols, fill_value=0)
+    matrix = matrix.reindex(index=rows, columns=cols, fill_value=0).astype(np.int64)
     matrix.index.name, matrix.columns.name = "before", "now"
-    return matrix.astype(np.int64)
+    return matrix
 
 
 def drift_warnings(matrix: pd.DataFrame, order: list[str], threshold: float) -> list[str]:
@@ -440,7 +475,7 @@ def drift_warnings(matrix: pd.DataFrame, order: list[str], threshold: float) -> 
 
 def compare(previous, output, policy: TierPolicy, threshold: float) -> tuple[pd.DataFrame, list[str]]:
     order = [t.code for t in policy.tiers]
-    matrix = migration_matrix(read_tiers(previous), read_tiers(output), order)
+    matrix = migration_matrix(previous, output, order)
     return matrix, drift_warnings(matrix, order, threshold)
 
 
@@ -505,6 +540,5 @@ __all__ = [
     "load_model",
     "migration_matrix",
     "pseudonymize",
-    "read_tiers",
     "score",
 ]

@@ -1,0 +1,302 @@
+"""Batch scoring with a registered model: output schema, chunking, atomicity (killed mid-way),
+idempotence, migration and drift, pseudonymised ids, MLflow logging without customer rows."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clvtier.cli import app
+from clvtier.config import parse_config
+from clvtier.data.datasets import load_cdnow
+from clvtier.errors import InputError
+from clvtier.pipelines.score import (
+    SALT_ENV,
+    SCORE_COLUMNS,
+    drift_warnings,
+    load_model,
+    migration_matrix,
+    score,
+)
+from clvtier.pipelines.train import train
+
+AS_OF = "1998-06-30"
+SALT = "a-test-salt-of-24-chars!"
+
+
+@pytest.fixture(scope="module")
+def model(new_store, tmp_path_factory):
+    """A small hybrid tiering model on the CDNOW sample, registered and exported."""
+    folder = tmp_path_factory.mktemp("model")
+    uri = new_store(folder)
+    xgb = {"n_estimators": 40, "learning_rate": 0.1, "min_child_weight": 10}
+    config = parse_config(
+        {
+            "experiment": "score-test",
+            "data": {"dataset": "cdnow_sample"},
+            "split": {"train_cutoff": "1997-07-01", "test_cutoff": "1997-12-30", "horizon": 26},
+            "models": {"bgnbd_gg": {}, "hybrid": xgb},
+            "registry": {"name": "tiers", "export_dir": str(folder / "models")},
+        }
+    )
+    result = train(config, tracking_uri=uri)
+    return result.export_path, uri
+
+
+@pytest.fixture(scope="module")
+def transactions(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tx") / "cdnow_sample.csv"
+    load_cdnow(sample=True).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def store(model, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", model[1])
+    return model[1]
+
+
+def _score(model, source, output, **kwargs):
+    kwargs.setdefault("as_of", AS_OF)
+    kwargs.setdefault("log_to_mlflow", False)
+    return score(str(model[0]), source, output=output, **kwargs)
+
+
+def test_scores_every_customer_once_with_the_documented_columns(model, transactions, tmp_path):
+    result = _score(model, transactions, tmp_path / "tiers.parquet")
+    out = pd.read_parquet(tmp_path / "tiers.parquet")
+    assert tuple(out.columns) == SCORE_COLUMNS
+    assert len(out) == result.customers == 2357 and out["customer_id"].is_unique
+    assert out["customer_id"].tolist() == sorted(out["customer_id"])  # text ids from CSV, in text order
+    assert out["tier"].isin(["premium", "develop", "potential", "marginal"]).all()
+    assert out.notna().all().all()
+    assert (out["model_name"] == "tiers").all() and (out["model_version"] == "1").all()
+    assert (out["policy"] == "corporate4@v1").all()
+    assert (out["as_of"] == pd.Timestamp(AS_OF)).all()
+    assert out["churn_probability"].between(0, 1).all() and (out["predicted_clv"] >= 0).all()
+    acc = result.accounting
+    assert acc.rows_read == acc.rows_used + acc.rows_after_as_of + acc.rows_quarantined == 6919
+    assert result.tiers["customers"].sum() == 2357
+    assert result.tiers["share_predicted_value"].sum() == pytest.approx(1)
+    counts = out["tier"].value_counts()
+    assert (result.tiers.set_index("tier")["customers"] == counts.reindex(result.tiers["tier"])).all()
+    text = result.format()
+    assert "premium" in text and "share_predicted_value" in text and "rows read" in text
+
+
+def test_chunks_give_the_same_table_as_one_pass(model, transactions, tmp_path):
+    _score(model, transactions, tmp_path / "one.parquet", chunk_size=100_000)
+    _score(model, transactions, tmp_path / "many.parquet", chunk_size=97)
+    one, many = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "many.parquet")
+    pd.testing.assert_frame_equal(one, many)
+    # and the model scored in memory on the whole table agrees (RFM scores are population-wide)
+    frame = pd.read_csv(transactions, dtype={"customer_id": str})  # text ids, as the CSV scan reads them
+    whole = load_model(str(model[0])).model.predict(frame, AS_OF)
+    pd.testing.assert_frame_equal(many[whole.columns.tolist()], whole, check_dtype=False)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_same_inputs_write_an_identical_file(model, transactions, tmp_path, suffix):
+    first, second = tmp_path / f"a.{suffix}", tmp_path / f"b.{suffix}"
+    _score(model, transactions, first, chunk_size=500)
+    _score(model, transactions, second, chunk_size=500)
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+def test_rows_after_as_of_and_quarantined_rows_are_accounted(model, tmp_path):
+    tx = load_cdnow(sample=True)
+    tx["amount"] = tx["amount"].astype(object)
+    tx.loc[[0, 5], "amount"] = "n/a"
+    result = _score(model, tx, tmp_path / "t.parquet", as_of="1998-01-31")
+    acc = result.accounting
+    assert acc.quarantined == {"bad_amount": 2} and acc.rows_after_as_of > 0
+    assert acc.rows_read == len(tx) == acc.rows_used + acc.rows_after_as_of + acc.rows_quarantined
+
+
+def test_policy_comes_from_the_model_and_can_be_replaced(model, transactions, tmp_path):
+    result = _score(model, transactions, tmp_path / "abc.csv", policy="abc4_clv")
+    out = pd.read_csv(tmp_path / "abc.csv", dtype={"customer_id": str})
+    assert result.policy.name == "abc4_clv" and set(out["tier"]) == {"top", "key", "regular", "small"}
+    shares = result.tiers.set_index("tier")["share_customers"]
+    # equal predicted CLVs share a tier, so shares hold within the largest tie, not exactly
+    assert shares["top"] == pytest.approx(0.05, abs=0.01) and shares["small"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_bad_inputs_are_clear_errors(model, transactions, tmp_path):
+    with pytest.raises(InputError, match="not an exported tiering model"):
+        score(str(tmp_path), transactions, as_of=AS_OF, output=tmp_path / "t.parquet", log_to_mlflow=False)
+    with pytest.raises(InputError, match="output must end in .csv or .parquet"):
+        _score(model, transactions, tmp_path / "t.xlsx")
+    with pytest.raises(InputError, match="no valid transactions on or before as_of 1990-01-01"):
+        _score(model, transactions, tmp_path / "t.parquet", as_of="1990-01-01")
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_migration_matrix_and_drift_warning_table():
+    before = pd.DataFrame({"customer_id": list("abcdefgh"), "tier": ["p", "p", "p", "p", "d", "d", "m", "m"]})
+    now = pd.DataFrame({"customer_id": list("abcdefgi"), "tier": ["p", "p", "d", "d", "d", "d", "m", "p"]})
+    matrix = migration_matrix(before, now, ["p", "d", "m"])
+    assert matrix.loc["p"].tolist() == [2, 2, 0, 0]
+    assert matrix.loc["d"].tolist() == [0, 2, 0, 0]
+    assert matrix.loc["m"].tolist() == [0, 0, 1, 1]  # h is gone
+    assert matrix.loc["new"].tolist() == [1, 0, 0, 0]  # i is new
+    assert matrix.to_numpy().sum() == 9
+    warnings = drift_warnings(matrix, ["p", "d", "m"], 0.2)
+    assert [w.split("'")[1] for w in warnings] == ["p", "d", "m"]
+    assert "-25.0% (4 -> 3 customers)" in warnings[0]
+    assert drift_warnings(matrix, ["p", "d", "m"], 1.0) == []
+
+
+def test_previous_output_gives_migration_and_drift_warning(model, transactions, tmp_path):
+    first = tmp_path / "before.parquet"
+    _score(model, transactions, first)
+    same = _score(model, transactions, tmp_path / "same.parquet", previous=first)
+    diagonal = np.diag(
+        same.migration.loc[
+            ["premium", "develop", "potential", "marginal"], ["premium", "develop", "potential", "marginal"]
+        ]
+    )
+    assert diagonal.sum() == 2357 and same.warnings == []
+    # an earlier file in which a third of the premium customers were in develop
+    edited = pd.read_parquet(first)
+    premium = edited.index[edited["tier"] == "premium"]
+    edited.loc[premium[: len(premium) // 3], "tier"] = "develop"
+    edited.to_csv(tmp_path / "edited.csv", index=False)
+    moved = _score(model, transactions, tmp_path / "now.parquet", previous=tmp_path / "edited.csv")
+    assert moved.migration.loc["develop", "premium"] == len(premium) // 3
+    assert len(moved.warnings) == 1 and "tier 'premium' changed size by +" in moved.warnings[0]
+    assert "more than the 20% allowed" in moved.warnings[0]
+    quiet = _score(
+        model, transactions, tmp_path / "now2.parquet", previous=tmp_path / "edited.csv", drift_threshold=0.6
+    )
+    assert quiet.warnings == []
+
+
+def test_pseudonymised_ids_are_salted_hashes(model, transactions, tmp_path, monkeypatch):
+    monkeypatch.delenv(SALT_ENV, raising=False)
+    with pytest.raises(InputError, match=SALT_ENV):
+        _score(model, transactions, tmp_path / "p.parquet", pseudonymize_ids=True)
+    monkeypatch.setenv(SALT_ENV, SALT)
+    _score(model, transactions, tmp_path / "p1.parquet", pseudonymize_ids=True)
+    _score(model, transactions, tmp_path / "p2.parquet", pseudonymize_ids=True)
+    monkeypatch.setenv(SALT_ENV, SALT[::-1])
+    _score(model, transactions, tmp_path / "p3.parquet", pseudonymize_ids=True)
+    _score(model, transactions, tmp_path / "plain.parquet")
+    p1, p3, plain = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("p1", "p3", "plain"))
+    assert (tmp_path / "p1.parquet").read_bytes() == (tmp_path / "p2.parquet").read_bytes()
+    assert p1["customer_id"].str.fullmatch("[0-9a-f]{20}").all() and p1["customer_id"].is_unique
+    assert not set(p1["customer_id"]) & set(plain["customer_id"])
+    assert not set(p1["customer_id"]) & set(p3["customer_id"])
+    assert (p1.drop(columns="customer_id") == plain.drop(columns="customer_id")).all().all()
+
+
+def test_run_is_logged_to_the_scoring_experiment_without_customer_rows(model, store, transactions, tmp_path):
+    result = score("models:/tiers@champion", transactions, as_of=AS_OF, output=tmp_path / "t.parquet")
+    assert result.model.version == "1" and result.tracking_uri == store
+    client = mlflow.MlflowClient(store)
+    run = client.get_run(result.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "scoring"
+    params, metrics = run.data.params, run.data.metrics
+    assert params["model.name"] == "tiers" and params["model.version"] == "1"
+    assert params["policy"] == "corporate4@v1" and params["as_of"] == AS_OF
+    assert metrics["rows.rows_read"] == 6919 and metrics["customers"] == 2357
+    assert metrics["tier.premium.customers"] == result.tiers.set_index("tier").loc["premium", "customers"]
+    assert 0 < metrics["tier.premium.share_predicted_value"] < 1
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert artifacts == {"tier_table.csv", "policy.yaml", "policy_cutoffs.json", "row_accounting.json"}
+    assert not run.inputs.dataset_inputs
+    for name in artifacts:  # aggregates only: no id column, nothing the size of a customer table
+        text = open(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=name)).read()
+        assert "customer_id" not in text and len(text) < 5_000, name
+    table = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="tier_table.csv")
+    assert len(pd.read_csv(table)) == 4
+
+
+def test_cli_scores_and_prints_the_tier_table(model, store, transactions, tmp_path):
+    out = tmp_path / "tiers.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--model",
+            str(model[0]),
+            "--input",
+            str(transactions),
+            "--as-of",
+            AS_OF,
+            "--output",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "share_predicted_value" in result.output and "marginal" in result.output
+    assert "scored 2,357 customers with tiers v1" in result.output
+    assert len(pd.read_csv(out)) == 2357
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--as-of", "soon"], "as_of: expected a date like 1997-12-31, got 'soon'"),
+        (["--as-of", AS_OF, "--policy", "nope.yaml"], "nope.yaml: no such policy file"),
+        (["--as-of", AS_OF, "--pseudonymize-ids"], f"{SALT_ENV}: --pseudonymize-ids needs a secret salt"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(model, store, transactions, tmp_path, monkeypatch, args, message):
+    monkeypatch.delenv(SALT_ENV, raising=False)
+    result = CliRunner().invoke(
+        app, ["score", "-m", str(model[0]), "-i", str(transactions), "-o", str(tmp_path / "t.parquet"), *args]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip() == f"clvtier: error: {message}" or message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_job_leaves_no_partial_file(model, tmp_path, sig):
+    """Kill the job while it writes; the old output must survive untouched, no new one appear."""
+    big = tmp_path / "cdnow.parquet"
+    load_cdnow().to_parquet(big)
+    out = tmp_path / "tiers.parquet"
+    out.write_bytes(b"the previous complete output")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": model[1]}
+    cmd = [
+        sys.executable,
+        "-m",
+        "clvtier",
+        "score",
+        "-m",
+        str(model[0]),
+        "-i",
+        str(big),
+        "--as-of",
+        AS_OF,
+        "-o",
+        str(out),
+        "--chunk-size",
+        "200",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = [p for p in tmp_path.iterdir() if p.name.startswith(".tiers.parquet.")]
+        if temps and temps[0].stat().st_size > 0:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the job ended before it could be killed; make it longer"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert out.read_bytes() == b"the previous complete output"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".tiers.parquet.")]
+    if sig == signal.SIGTERM:  # a terminated job cleans up after itself
+        assert proc.returncode == 128 + signal.SIGTERM and leftovers == []
+        assert proc.stderr.read().decode().strip().splitlines()[-1] == "clvtier: stopped by signal 15"
+    # SIGKILL cannot be caught: only the hidden temporary file may remain, never the output
