@@ -248,6 +248,9 @@ def test_cli_scores_and_prints_the_tier_table(model, store, transactions, tmp_pa
         (["--as-of", "soon"], "as_of: expected a date like 1997-12-31, got 'soon'"),
         (["--as-of", AS_OF, "--policy", "nope.yaml"], "nope.yaml: no such policy file"),
         (["--as-of", AS_OF, "--pseudonymize-ids"], f"{SALT_ENV}: --pseudonymize-ids needs a secret salt"),
+        (["--as-of", AS_OF, "--memory-limit", "lots"], "--memory-limit: expected a size like 4GB"),
+        (["--as-of", AS_OF, "--previous", "missing.parquet"], "missing.parquet: file not found"),
+        (["--as-of", AS_OF, "--drift-threshold", "0"], "drift_threshold: must be a positive share"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(model, store, transactions, tmp_path, monkeypatch, args, message):

@@ -89,13 +89,19 @@ ReturnsOpt = Annotated[str, typer.Option(
          "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them.")]
 
 
-def _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns,
-          drop_duplicates, max_amount):
-    from clvtier.data import ReadOptions, load_transactions
+def _read_options(delimiter, decimal, encoding, sheet, date_format):
+    from clvtier.data import ReadOptions
 
     sheet_value = int(sheet) if sheet is not None and sheet.isdigit() else sheet
-    options = ReadOptions(delimiter=delimiter, decimal=decimal, encoding=encoding,
-                          sheet=sheet_value, date_format=date_format)
+    return ReadOptions(delimiter=delimiter, decimal=decimal, encoding=encoding,
+                       sheet=sheet_value, date_format=date_format)
+
+
+def _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns,
+          drop_duplicates, max_amount):
+    from clvtier.data import load_transactions
+
+    options = _read_options(delimiter, decimal, encoding, sheet, date_format)
     return load_transactions(input, columns=columns, options=options, returns=returns,
                              drop_duplicates=drop_duplicates, max_amount=max_amount)
 
@@ -457,7 +463,7 @@ def score_command(
     lang: Annotated[str, typer.Option(help="Language of labels and actions: en or zh.")] = "en",
     chunk_size: Annotated[int, typer.Option(help="Customers per batch.")] = 250_000,
     memory_limit: Annotated[str | None, typer.Option(
-        help="DuckDB memory limit, e.g. 8GB (default: half the machine's memory).")] = None,
+        help="DuckDB memory limit; past it DuckDB spills to a scratch folder in TMPDIR.")] = "4GB",
     tracking_uri: TrackingOpt = None,
     columns: ColumnsOpt = None,
     delimiter: DelimiterOpt = None,
@@ -466,6 +472,10 @@ def score_command(
     sheet: SheetOpt = None,
     date_format: DateFormatOpt = None,
     returns: ReturnsOpt = "net",
+    drop_duplicates: Annotated[bool, typer.Option(
+        help="Quarantine exact duplicate rows (they are always counted).")] = False,
+    max_amount: Annotated[float | None, typer.Option(
+        help="Quarantine rows whose absolute amount exceeds this.")] = None,
 ):
     """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
     reason and action per customer, written atomically; the run is logged to MLflow."""
@@ -474,18 +484,16 @@ def score_command(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     with _stop_on_sigterm(), _clean_errors():
-        from clvtier.data import ReadOptions
         from clvtier.pipelines.score import score
         from clvtier.segment.labels import check_lang
 
         check_lang(lang)
-        sheet_value = int(sheet) if sheet is not None and sheet.isdigit() else sheet
-        options = ReadOptions(delimiter=delimiter, decimal=decimal, encoding=encoding,
-                              sheet=sheet_value, date_format=date_format)
+        options = _read_options(delimiter, decimal, encoding, sheet, date_format)
         with _mlflow_errors():
             result = score(model, input, as_of=as_of, output=output, policy=policy, previous=previous,
                            drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
-                           columns=columns, options=options, returns=returns, chunk_size=chunk_size,
+                           columns=columns, options=options, returns=returns,
+                           drop_duplicates=drop_duplicates, max_amount=max_amount, chunk_size=chunk_size,
                            memory_limit=memory_limit, lang=lang,
                            tracking_uri=tracking_uri, progress=_progress())
         typer.echo(result.format())

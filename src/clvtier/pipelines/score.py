@@ -176,6 +176,8 @@ def score(
     columns=None,
     options: ReadOptions | None = None,
     returns: str = "net",
+    drop_duplicates: bool = False,
+    max_amount: float | None = None,
     chunk_size: int = 250_000,
     memory_limit: str | None = None,
     lang: str = "en",
@@ -190,7 +192,8 @@ def score(
     model : str or LoadedModel
         Exported folder or ``models:/`` URI (see :func:`load_model`).
     source : path or DataFrame
-        Transactions (CSV, Parquet, Excel), mapped with ``columns`` and read with ``options``.
+        Transactions (CSV, Parquet, Excel), mapped with ``columns`` and read with ``options``;
+        ``returns``, ``drop_duplicates`` and ``max_amount`` as in :func:`~clvtier.data.load_transactions`.
     as_of : date-like
         Last day of history, inclusive; later rows are counted as after ``as_of`` and not used.
     output : path
@@ -231,6 +234,11 @@ def score(
         raise InputError("drift_threshold", f"must be a positive share, e.g. 0.2; got {drift_threshold}")
     if previous is not None:
         _tiers_relation(previous)  # fail before the work, not after it
+    limit = memory_limit or MEMORY_LIMIT
+    try:
+        duckdb.connect().execute(f"SET memory_limit = {_lit(limit)}")
+    except duckdb.Error:
+        raise InputError("--memory-limit", f"expected a size like 4GB or 500MB; got {limit!r}") from None
     uri = resolve_tracking_uri(tracking_uri)
     with step("load model and policy"):
         if str(model).startswith("models:/"):
@@ -241,15 +249,18 @@ def score(
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clvtier-score-")))
         con = stack.enter_context(duckdb.connect(str(scratch / "scratch.duckdb")))
         con.execute(f"SET temp_directory = {_lit(scratch / 'spill')}")
-        try:
-            con.execute(f"SET memory_limit = {_lit(memory_limit or MEMORY_LIMIT)}")
-        except duckdb.Error:
-            raise InputError(
-                "--memory-limit", f"expected a size like 4GB or 500MB; got {memory_limit!r}"
-            ) from None
+        con.execute(f"SET memory_limit = {_lit(limit)}")
         con.execute("SET preserve_insertion_order = false")
         with step("read and validate"):
-            tx = load_transactions(source, columns=columns, options=options, returns=returns, con=con)
+            tx = load_transactions(
+                source,
+                columns=columns,
+                options=options,
+                returns=returns,
+                drop_duplicates=drop_duplicates,
+                max_amount=max_amount,
+                con=con,
+            )
             accounting = tx.accounting(day)
             if accounting.rows_used == 0:
                 raise InputError(tx.source, f"no valid transactions on or before as_of {day}")
