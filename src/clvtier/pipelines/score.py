@@ -24,8 +24,8 @@ import json
 import logging
 import math
 import os
+import pickle
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from clvtier.data import Accounting, ReadOptions, load_transactions, to_date
 from clvtier.data.io import _lit, atomic_output, output_format
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
+from clvtier.pipelines.steps import Steps
 from clvtier.segment.rfm import rfm_score_sql
 from clvtier.tiering import OUTPUT_COLUMNS, TieringModel
 from clvtier.tiering.policy import TierPolicy, load_policy
@@ -138,8 +139,6 @@ def load_model(ref: str) -> LoadedModel:
     pickled = folder / "artifacts" / f"{ARTIFACT}.pkl"
     if not pickled.is_file():
         raise InputError(str(ref), f"the model has no {pickled.name}: not a clvtier tiering model")
-    import pickle
-
     with open(pickled, "rb") as handle:
         model = pickle.load(handle)
     return LoadedModel(model=model, name=name, version=str(version), uri=str(ref))
@@ -214,17 +213,7 @@ def score(
         Log a run in the ``scoring`` experiment: tier sizes and value shares, model version, row
         accounting, policy, migration. No customer rows or ids.
     """
-    seconds: dict[str, float] = {}
-    report = progress or (lambda step, s: None)
-
-    @contextlib.contextmanager
-    def step(name):
-        report(name, None)
-        start = time.perf_counter()
-        yield
-        seconds[name] = time.perf_counter() - start
-        report(name, seconds[name])
-
+    step = Steps(progress)
     if chunk_size < 1:
         raise InputError("chunk_size", f"must be a positive number of customers; got {chunk_size}")
     fmt = output_format(output)
@@ -285,7 +274,7 @@ def score(
         accounting=accounting,
         customers=customers,
         tiers=tiers,
-        seconds=seconds,
+        seconds=step.seconds,
     )
     if previous is not None:
         with step("compare with previous"):
@@ -373,9 +362,10 @@ def _write(
 ) -> pd.DataFrame:
     """Tier every batch and append it to ``output`` (atomically); return the tier table."""
     codes = [t.code for t in fitted.policy.tiers]
-    sums = {c: np.zeros(len(codes)) for c in ("customers", "predicted", "past", "at_risk")}
-    parts: dict[str, list[float]] = {c: [] for c in ("predicted", "past")}
-    per_tier = {k: {c: [] for c in codes} for k in parts}
+    customers = np.zeros(len(codes), dtype=np.int64)
+    at_risk = np.zeros(len(codes), dtype=np.int64)
+    predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
+    past: list[list[float]] = [[] for _ in codes]
     with atomic_output(output) as tmp:
         writer = None
         for batch in pq.ParquetFile(predictions).iter_batches(batch_size=chunk_size):
@@ -389,10 +379,10 @@ def _write(
             out["policy"] = fitted.policy.label
             for i, code in enumerate(codes):
                 rows = (out["tier"] == code).to_numpy()
-                sums["customers"][i] += rows.sum()
-                sums["at_risk"][i] += out["at_risk"].to_numpy()[rows].sum()
-                per_tier["predicted"][code].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
-                per_tier["past"][code].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
+                customers[i] += rows.sum()
+                at_risk[i] += out["at_risk"].to_numpy()[rows].sum()
+                predicted[i].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
+                past[i].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
             if salt is not None:
                 out["customer_id"] = pseudonymize(out["customer_id"], salt)
             if fmt == "csv":
@@ -405,21 +395,19 @@ def _write(
                 writer.write_table(table)
         if fmt == "parquet" and writer is not None:
             writer.close()
-    predicted = [math.fsum(per_tier["predicted"][c]) for c in codes]
-    past = [math.fsum(per_tier["past"][c]) for c in codes]
-    n = sums["customers"].sum()
-    table = pd.DataFrame(
+    predicted_sum = np.array([math.fsum(s) for s in predicted])
+    past_sum = np.array([math.fsum(s) for s in past])
+    return pd.DataFrame(
         {
             "tier": codes,
             "label": [t.label.get(lang) for t in fitted.policy.tiers],
-            "customers": sums["customers"].astype(np.int64),
-            "share_customers": sums["customers"] / n,
-            "share_predicted_value": np.array(predicted) / (math.fsum(predicted) or 1.0),
-            "share_past_value": np.array(past) / (math.fsum(past) or 1.0),
-            "at_risk": sums["at_risk"].astype(np.int64),
+            "customers": customers,
+            "share_customers": customers / customers.sum(),
+            "share_predicted_value": predicted_sum / (math.fsum(predicted_sum) or 1.0),
+            "share_past_value": past_sum / (math.fsum(past_sum) or 1.0),
+            "at_risk": at_risk,
         }
     )
-    return table
 
 
 def _tiers_relation(source) -> str:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from clvtier.pipelines.evaluate_models import (
     fit_models,
     out_of_time_frames,
 )
+from clvtier.pipelines.steps import Steps
 from clvtier.report import plots
 from clvtier.segment import ValueClusters, diagnose
 from clvtier.tiering import TieringModel
@@ -107,22 +107,6 @@ class TrainResult:
                 f"look: {ui}",
             ]
         )
-
-
-class _Steps:
-    """Times each step and tells ``report(step, seconds_or_None)`` when it starts and ends."""
-
-    def __init__(self, report: Callable[[str, float | None], None] | None):
-        self.report = report or (lambda step, seconds: None)
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, step: str):
-        self.report(step, None)
-        start = time.perf_counter()
-        yield
-        self.seconds[step] = time.perf_counter() - start
-        self.report(step, self.seconds[step])
 
 
 def load_data(cfg: DataConfig) -> Transactions:
@@ -346,7 +330,7 @@ def train(
         Called as ``progress(step, None)`` when a step starts and ``progress(step, seconds)`` when
         it ends.
     """
-    steps = _Steps(progress)
+    steps = Steps(progress)
     seed = config.seed
     with steps("load and validate data"):
         tx = load_data(config.data)
