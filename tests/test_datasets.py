@@ -27,7 +27,7 @@ def test_loading_cdnow_does_not_import_lifetimes():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto"])
+@pytest.mark.parametrize("model", ["bgnbd_gg", "mbgnbd_gg", "pareto_nbd_gg"])
 def test_synthetic_is_deterministic_and_sane(model):
     one = synthetic_transactions(2_000, model=model, seed=7, with_profit=True,
                                  with_satisfaction=True)
@@ -51,7 +51,7 @@ def test_synthetic_recovers_its_spend_and_rate_parameters():
     # BG/NBD draws: lambda ~ Gamma(0.243, 4.414) has mean 0.0551 per week
     assert truth["lambda"].mean() == pytest.approx(0.243 / 4.414, rel=0.05)
     # MBG/NBD lets customers die right after their first purchase: fewer repeat purchases
-    mbg = synthetic_transactions(50_000, model="mbgnbd", seed=3)
+    mbg = synthetic_transactions(50_000, model="mbgnbd_gg", seed=3)
     assert len(mbg) < len(tx)
 
 
@@ -66,7 +66,7 @@ def test_write_synthetic_in_chunks_is_deterministic(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"model": "nbd"}, "valid options are bgnbd, mbgnbd, pareto; got 'nbd'"),
+    ({"model": "nbd"}, "valid options are bgnbd_gg, mbgnbd_gg, pareto_nbd_gg; got 'nbd'"),
     ({"n_customers": 0}, "must be at least 1"),
     ({"observation_weeks": 5}, "must exceed acquisition_weeks"),
 ])

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from clvtier.data import ColumnMap, ReadOptions, load_transactions
+from clvtier.data import ColumnMap, LoadSpec, load_transactions
 from clvtier.errors import EmptyInputError, InputError, MissingColumnError
 
 GOOD = "customer_id,date,amount\n1,2020-01-01,10\n"
@@ -39,11 +39,11 @@ def _file(tmp_path, name, content):
         ("binary.csv", b"PK\x03\x04\x00\x00\x00\x08binary\x00\x00", {}, InputError,
          r"binary\.csv: is binary, not a text table"),
         ("gbk.csv", "客户ID,日期,金额\n1,2020-01-01,3\n".encode("gb18030"), {}, InputError,
-         r"gbk\.csv: is not UTF-8; name its encoding, e.g. --encoding gb18030"),
+         r"gbk\.csv: is not UTF-8; name its encoding, e.g. gb18030"),
         ("latin.csv", b"customer_id,date,amount\nM\xfcller,2020-01-01,3\n",
-         {"options": ReadOptions(encoding="ascii")}, InputError,
+         {"spec": LoadSpec(encoding="ascii")}, InputError,
          r"latin\.csv: cannot be decoded as ascii"),
-        ("enc.csv", GOOD, {"options": ReadOptions(encoding="klingon")}, InputError,
+        ("enc.csv", GOOD, {"spec": LoadSpec(encoding="klingon")}, InputError,
          r"enc\.csv: unknown encoding 'klingon'"),
         ("all_bad.csv", "customer_id,date,amount\n1,soon,3\n2,later,4\n", {}, EmptyInputError,
          r"all_bad\.csv: no valid rows: all 2 rows quarantined \(most often bad_date"),
@@ -73,7 +73,7 @@ def test_unknown_sheet(tmp_path):
     pd.DataFrame({"customer_id": [1], "date": ["2020-01-01"], "amount": [1.0]}).to_excel(
         path, index=False, sheet_name="tx")
     with pytest.raises(InputError, match=r"book\.xlsx: Worksheet named 'other' not found"):
-        load_transactions(path, options=ReadOptions(sheet="other"))
+        load_transactions(path, spec=LoadSpec(sheet="other"))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -86,7 +86,7 @@ def test_bad_column_mapping(text, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"returns": "ignore"}, r"--returns: valid options are net, keep, quarantine; got 'ignore'"),
+    ({"returns": "ignore"}, r"returns: valid options are 'net', 'keep' or 'quarantine'; got 'ignore'"),
     ({"columns": {"2x": "amount"}}, r"covariate name '2x' must be a plain identifier"),
 ])
 def test_bad_options(tmp_path, kwargs, message):
@@ -96,5 +96,5 @@ def test_bad_options(tmp_path, kwargs, message):
 
 
 def test_bad_decimal_option():
-    with pytest.raises(InputError, match=r"valid options are 'auto', '\.', ','; got ';'"):
-        ReadOptions(decimal=";")
+    with pytest.raises(InputError, match=r"decimal: valid options are 'auto', '\.' or ','; got ';'"):
+        LoadSpec.of(decimal=";")

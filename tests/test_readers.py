@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from clvtier.data import ReadOptions, load_transactions
+from clvtier.data import LoadSpec, load_transactions
 
 EXPECTED = pd.DataFrame({
     "customer_id": ["C01", "C01", "C02"],
@@ -23,29 +23,29 @@ def _check(tx):
 
 @pytest.mark.parametrize("text, encoding, options", [
     ("customer_id,date,amount\nC01,2021-03-01,1234.5\nC01,2021-03-15,20.25\nC02,2021-03-02,7\n",
-     "utf-8", ReadOptions()),
+     "utf-8", LoadSpec()),
     ("customer_id;date;amount\nC01;2021-03-01;1234,5\nC01;2021-03-15;20,25\nC02;2021-03-02;7\n",
-     "utf-8", ReadOptions()),  # ';' and decimal comma, both detected
+     "utf-8", LoadSpec()),  # ';' and decimal comma, both detected
     ("customer_id;date;amount\nC01;01.03.2021;1.234,5\nC01;15.03.2021;20,25\n"
-     "C02;02.03.2021;7\n", "utf-8", ReadOptions(delimiter=";", decimal=",",
+     "C02;02.03.2021;7\n", "utf-8", LoadSpec(delimiter=";", decimal=",",
                                                 date_format="%d.%m.%Y")),
     ("customer_id\tdate\tamount\nC01\t2021-03-01 10:15:00\t1234.5\nC01\t2021-03-15T23:59:59\t"
-     "20.25\nC02\t2021-03-02\t7\n", "utf-8", ReadOptions()),
+     "20.25\nC02\t2021-03-02\t7\n", "utf-8", LoadSpec()),
     ('customer_id,date,amount\nC01,2021-03-01,"1,234.50"\nC01,2021-03-15,$20.25\n'
-     "C02,2021-03-02,7\n", "utf-8", ReadOptions()),  # thousands separator, currency sign
+     "C02,2021-03-02,7\n", "utf-8", LoadSpec()),  # thousands separator, currency sign
     ("customer_id,date,amount\nC01,44256,1234.5\nC01,44270,20.25\nC02,44257,7\n",
-     "utf-8", ReadOptions()),  # Excel serial dates
+     "utf-8", LoadSpec()),  # Excel serial dates
     ("customer_id,date,amount\nC01,20210301,1234.5\nC01,20210315,20.25\nC02,20210302,7\n",
-     "utf-8", ReadOptions(date_format="%Y%m%d")),
+     "utf-8", LoadSpec(date_format="%Y%m%d")),
     ("customer_id,date,amount\nC01,03/01/2021,1234.5\nC01,03/15/2021,20.25\nC02,03/02/2021,7\n",
-     "utf-8-sig", ReadOptions(date_format="%m/%d/%Y")),  # BOM
+     "utf-8-sig", LoadSpec(date_format="%m/%d/%Y")),  # BOM
     ("customer_id,date,amount\nC01,2021-03-01,1234.5\nC01,2021-03-15,20.25\nC02,2021-03-02,7\n",
-     "utf-16", ReadOptions()),
+     "utf-16", LoadSpec()),
 ])
 def test_csv_variants(tmp_path, text, encoding, options):
     path = tmp_path / "tx.csv"
     path.write_bytes(text.encode(encoding))
-    _check(load_transactions(path, options=options))
+    _check(load_transactions(path, options))
 
 
 @pytest.mark.parametrize("encoding", ["gb18030", "latin-1"])
@@ -56,7 +56,7 @@ def test_named_encodings(tmp_path, encoding):
     path = tmp_path / "tx.csv"
     path.write_bytes(text.encode(encoding))
     columns = CN if encoding == "gb18030" else None
-    tx = load_transactions(path, columns=columns, options=ReadOptions(encoding=encoding))
+    tx = load_transactions(path, columns=columns, spec=LoadSpec(encoding=encoding))
     assert tx.to_pandas()["customer_id"].tolist() == names
 
 
@@ -71,10 +71,10 @@ def test_excel_with_chinese_headers_and_sheet(tmp_path):
         pd.DataFrame({"x": [1]}).to_excel(writer, sheet_name="说明", index=False)
         frame.to_excel(writer, sheet_name="交易", index=False)
     tx = load_transactions(path, columns={**CN, "credit": "信用评级"},
-                           options=ReadOptions(sheet="交易"))
+                           spec=LoadSpec(sheet="交易"))
     _check(tx)
     assert tx.columns == ("customer_id", "date", "amount", "credit")
-    assert load_transactions(path, columns=CN, options=ReadOptions(sheet=1)).source == str(path)
+    assert load_transactions(path, columns=CN, spec=LoadSpec(sheet=1)).source == str(path)
 
 
 def test_excel_serial_numbers_and_rejects_rows(tmp_path):

@@ -17,14 +17,10 @@ from clvtier.cli import app
 from clvtier.config import parse_config
 from clvtier.data.datasets import load_cdnow
 from clvtier.errors import InputError
-from clvtier.pipelines.score import (
-    SALT_ENV,
-    SCORE_COLUMNS,
-    drift_warnings,
-    load_model,
-    migration_matrix,
-    score,
-)
+from clvtier.data.privacy import SALT_ENV
+from clvtier.pipelines.score import SCORE_COLUMNS, score
+from clvtier.tiering.monitor import drift_warnings, migration_matrix
+from clvtier.tracking.models import load_model
 from clvtier.pipelines.train import train
 
 AS_OF = "1998-06-30"
@@ -160,7 +156,7 @@ def test_previous_output_gives_migration_and_drift_warning(model, transactions, 
     _score(model, transactions, first)
     same = _score(model, transactions, tmp_path / "same.parquet", previous=first)
     diagonal = np.diag(
-        same.migration.loc[
+        same.migration.matrix.loc[
             ["premium", "develop", "potential", "marginal"], ["premium", "develop", "potential", "marginal"]
         ]
     )
@@ -171,7 +167,7 @@ def test_previous_output_gives_migration_and_drift_warning(model, transactions, 
     edited.loc[premium[: len(premium) // 3], "tier"] = "develop"
     edited.to_csv(tmp_path / "edited.csv", index=False)
     moved = _score(model, transactions, tmp_path / "now.parquet", previous=tmp_path / "edited.csv")
-    assert moved.migration.loc["develop", "premium"] == len(premium) // 3
+    assert moved.migration.matrix.loc["develop", "premium"] == len(premium) // 3
     assert len(moved.warnings) == 1 and "tier 'premium' changed size by +" in moved.warnings[0]
     assert "more than the 20% allowed" in moved.warnings[0]
     quiet = _score(
@@ -245,12 +241,12 @@ def test_cli_scores_and_prints_the_tier_table(model, store, transactions, tmp_pa
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--as-of", "soon"], "as_of: expected a date like 1997-12-31, got 'soon'"),
+        (["--as-of", "soon"], "--as-of: expected a date like 1997-12-31, got 'soon'"),
         (["--as-of", AS_OF, "--policy", "nope.yaml"], "nope.yaml: no such policy file"),
-        (["--as-of", AS_OF, "--pseudonymize-ids"], f"{SALT_ENV}: --pseudonymize-ids needs a secret salt"),
+        (["--as-of", AS_OF, "--pseudonymize-ids"], f"{SALT_ENV}: pseudonymised ids need a secret salt"),
         (["--as-of", AS_OF, "--memory-limit", "lots"], "--memory-limit: expected a size like 4GB"),
         (["--as-of", AS_OF, "--previous", "missing.parquet"], "missing.parquet: file not found"),
-        (["--as-of", AS_OF, "--drift-threshold", "0"], "drift_threshold: must be a positive share"),
+        (["--as-of", AS_OF, "--drift-threshold", "0"], "--drift-threshold: must be a positive share"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(model, store, transactions, tmp_path, monkeypatch, args, message):

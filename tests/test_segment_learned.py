@@ -8,8 +8,8 @@ import pytest
 
 from clvtier.errors import InputError
 from clvtier.pipelines.segment import METHODS, SegmentOptions, segment_features
-from clvtier.segment import ValueClusters, clusters, diagnose, lorenz_gini
-from clvtier.segment.diagnose import top_value_share
+from clvtier.evaluate import value_gini, value_top_share
+from clvtier.segment import ValueClusters, clusters, diagnose
 
 
 def blobs(n_per=300, seed=0):
@@ -91,12 +91,12 @@ def test_cluster_errors(kwargs, message):
         ValueClusters(**kwargs).fit(blobs(n_per=10))
 
 
-def test_lorenz_gini_and_top_share_hand_worked():
-    assert lorenz_gini([0, 0, 0, 1]) == pytest.approx(0.75)
-    assert lorenz_gini([5, 5, 5]) == pytest.approx(0)
-    assert lorenz_gini([1, 2, 3, 4]) == pytest.approx(0.25)  # 2*(1+4+9+16)/(4*10) - 5/4
-    assert top_value_share([1, 2, 3, 4, 10]) == pytest.approx(0.5)
-    assert lorenz_gini([0, 0]) == 0 and top_value_share([-1, 0]) == 0
+def test_value_gini_and_top_share_hand_worked():
+    assert value_gini([0, 0, 0, 1]) == pytest.approx(0.75)
+    assert value_gini([5, 5, 5]) == pytest.approx(0)
+    assert value_gini([1, 2, 3, 4]) == pytest.approx(0.25)  # 2*(1+4+9+16)/(4*10) - 5/4
+    assert value_top_share([1, 2, 3, 4, 10]) == pytest.approx(0.5)
+    assert value_gini([0, 0]) == 0 and value_top_share([-1, 0]) == 0
 
 
 def test_diagnose_verdicts():
@@ -162,7 +162,7 @@ def test_entropy_on_identical_customers_is_a_clear_error():
         ("clv-cs", ["satisfaction_mean"], "clv-cs needs customer satisfaction"),
         ("value-matrix", ["avg_order_value"], "value-matrix needs column 'avg_order_value'"),
         ("rfm8", ["recency_days"], "rfm8 needs column 'recency_days'"),
-        ("rfm-map", [], "needs --map FILE.yaml"),
+        ("rfm-map", [], "map_path: method rfm-map needs a YAML map file"),
     ],
 )
 def test_missing_inputs_name_what_is_missing(method, missing, message):

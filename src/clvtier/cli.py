@@ -7,7 +7,8 @@ exit with code 2; nothing else is caught, so a real bug still shows its tracebac
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,12 +26,25 @@ app = typer.Typer(
 EXIT_INPUT = 2
 
 
+#: Library names of options (an InputError's source) and the flags that set them.
+_FLAGS = {
+    "as_of": "--as-of", "columns": "--columns", "delimiter": "--delimiter", "decimal": "--decimal",
+    "encoding": "--encoding", "sheet": "--sheet", "date_format": "--date-format", "returns": "--returns",
+    "drop_duplicates": "--drop-duplicates", "max_amount": "--max-amount", "method": "--method",
+    "map_path": "--map", "time_unit": "--time-unit", "chunk_size": "--chunk-size",
+    "memory_limit": "--memory-limit", "drift_threshold": "--drift-threshold",
+}
+
+
 @contextlib.contextmanager
 def _clean_errors():
-    from clvtier.errors import ClvtierError
+    from clvtier.errors import ClvtierError, InputError
 
     try:
         yield
+    except InputError as exc:
+        typer.echo(f"clvtier: error: {_FLAGS.get(exc.source, exc.source)}: {exc.problem}", err=True)
+        raise typer.Exit(EXIT_INPUT) from None
     except ClvtierError as exc:
         typer.echo(f"clvtier: error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT) from None
@@ -67,46 +81,66 @@ def _stop_on_sigterm():
 
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
                                         ".parquet or .xlsx.", show_default=False)]
-ColumnsOpt = Annotated[str | None, typer.Option(
-    help="Map clvtier names to your columns, e.g. 'customer_id=客户ID,date=交易日期,"
-         "amount=交易金额'. Required: customer_id, date, amount (default: columns of those names). "
-         "Optional: order_id, quantity, profit, satisfaction; any other name=column adds a "
-         "numeric covariate.")]
-DelimiterOpt = Annotated[str | None, typer.Option(help="CSV delimiter (default: detected).")]
-DecimalOpt = Annotated[str, typer.Option(
-    help="Decimal mark of numbers in text files: auto, '.' or ','. 'auto' picks ',' only when "
-         "the delimiter is not ',' and amounts have commas but no dots.")]
-EncodingOpt = Annotated[str | None, typer.Option(
-    help="Text encoding, e.g. gb18030 or latin-1 (default: UTF-8, with or without BOM; other "
-         "encodings are not guessed).")]
-SheetOpt = Annotated[str | None, typer.Option(help="Excel sheet name or 0-based index "
-                                                   "(default: the first sheet).")]
-DateFormatOpt = Annotated[str | None, typer.Option(
-    "--date-format", help="strftime format of dates, e.g. '%d/%m/%Y' or '%Y%m%d' (default: ISO "
-                          "dates/times and Excel serial numbers).")]
-ReturnsOpt = Annotated[str, typer.Option(
-    help="Negative amounts are returns: 'net' them against the customer's purchases that day "
-         "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them.")]
+
+#: The reader options of every command that reads transactions, declared once (the fields of
+#: clvtier.data.LoadSpec); :func:`_load_options` adds them to a command as its ``spec``.
+LOAD_OPTIONS = {
+    "columns": (str | None, typer.Option(
+        help="Map clvtier names to your columns, e.g. 'customer_id=客户ID,date=交易日期,"
+             "amount=交易金额'. Required: customer_id, date, amount (default: columns of those names). "
+             "Optional: order_id, quantity, profit, satisfaction; any other name=column adds a "
+             "numeric covariate."), None),
+    "delimiter": (str | None, typer.Option(help="CSV delimiter (default: detected)."), None),
+    "decimal": (str, typer.Option(
+        help="Decimal mark of numbers in text files: auto, '.' or ','. 'auto' picks ',' only when "
+             "the delimiter is not ',' and amounts have commas but no dots."), "auto"),
+    "encoding": (str | None, typer.Option(
+        help="Text encoding, e.g. gb18030 or latin-1 (default: UTF-8, with or without BOM; other "
+             "encodings are not guessed)."), None),
+    "sheet": (str | None, typer.Option(help="Excel sheet name or 0-based index (default: the first "
+                                            "sheet)."), None),
+    "date_format": (str | None, typer.Option(
+        "--date-format", help="strftime format of dates, e.g. '%d/%m/%Y' or '%Y%m%d' (default: ISO "
+                              "dates/times and Excel serial numbers)."), None),
+    "returns": (str, typer.Option(
+        help="Negative amounts are returns: 'net' them against the customer's purchases that day "
+             "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them."), "net"),
+    "drop_duplicates": (bool, typer.Option(
+        help="Quarantine exact duplicate rows (they are always counted)."), False),
+    "max_amount": (float | None, typer.Option(
+        help="Quarantine rows whose absolute amount exceeds this (a positive number)."), None),
+}
 
 
-def _read_options(delimiter, decimal, encoding, sheet, date_format):
-    from clvtier.data import ReadOptions
+def _load_options(command):
+    """Give ``command`` the reader options of :data:`LOAD_OPTIONS`; it receives them as one
+    ``spec`` argument (a dict, turned into a LoadSpec by :func:`_spec` inside its error handling)."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "spec"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                          annotation=Annotated[kind, option])
+        for name, (kind, option, default) in LOAD_OPTIONS.items()
+    ]
 
-    sheet_value = int(sheet) if sheet is not None and sheet.isdigit() else sheet
-    return ReadOptions(delimiter=delimiter, decimal=decimal, encoding=encoding,
-                       sheet=sheet_value, date_format=date_format)
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        kwargs["spec"] = {name: kwargs.pop(name) for name in LOAD_OPTIONS}
+        return command(**kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)
+    return wrapper
 
 
-def _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns,
-          drop_duplicates, max_amount):
-    from clvtier.data import load_transactions
+def _spec(options: dict):
+    """The LoadSpec of a command's reader options."""
+    from clvtier.data import LoadSpec
 
-    options = _read_options(delimiter, decimal, encoding, sheet, date_format)
-    return load_transactions(input, columns=columns, options=options, returns=returns,
-                             drop_duplicates=drop_duplicates, max_amount=max_amount)
+    return LoadSpec.of(**options)
 
 
 @app.command()
+@_load_options
 def features(
     input: InputOpt,
     as_of: Annotated[str, typer.Option("--as-of", help="Last day of history, inclusive "
@@ -114,45 +148,20 @@ def features(
                                        show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature table: .csv or "
                                          ".parquet.", show_default=False)],
-    columns: ColumnsOpt = None,
     time_unit: Annotated[str, typer.Option(help="Unit of recency and T: days or weeks "
                                            "(7 days of the daily clock).")] = "days",
     rejects: Annotated[Path | None, typer.Option(
         help="Where to write quarantined rows (.csv or .parquet). Default: next to the "
              "output as <output>.rejects.csv, written only when rows were quarantined.")] = None,
-    delimiter: DelimiterOpt = None,
-    decimal: DecimalOpt = "auto",
-    encoding: EncodingOpt = None,
-    sheet: SheetOpt = None,
-    date_format: DateFormatOpt = None,
-    returns: ReturnsOpt = "net",
-    drop_duplicates: Annotated[bool, typer.Option(
-        help="Quarantine exact duplicate rows (they are always counted).")] = False,
-    max_amount: Annotated[float | None, typer.Option(
-        help="Quarantine rows whose absolute amount exceeds this.")] = None,
+    spec: dict | None = None,
 ):
     """Compute the per-customer feature table as of a date, with the row accounting."""
     with _clean_errors():
-        from clvtier.data import to_date, write_frame
-        from clvtier.data.io import output_format
-        from clvtier.features import customer_features, unit_days
-        from clvtier.segment import diagnose
+        from clvtier.pipelines.features import build_features
 
-        output_format(output)
-        unit_days(time_unit)
-        day = to_date(as_of, what="--as-of")
-        tx = _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns,
-                   drop_duplicates, max_amount)
-        table = customer_features(tx, as_of=day, time_unit=time_unit)
-        write_frame(table, output)
-        accounting = tx.accounting(day)
-        typer.echo(accounting.format())
-        typer.echo(diagnose(table).format())
-        typer.echo(f"customers           {len(table):>12,}   -> {output}")
-        if accounting.rows_quarantined:
-            target = rejects or output.with_name(output.name + ".rejects.csv")
-            tx.write_rejects(target)
-            typer.echo(f"rejects             {accounting.rows_quarantined:>12,}   -> {target}")
+        result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
+                                rejects=rejects)
+        typer.echo(result.format())
 
 
 @app.command()
@@ -163,8 +172,8 @@ def synth(
                                          ".parquet.", show_default=False)],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same "
                                       "file.")] = 0,
-    model: Annotated[str, typer.Option(help="Purchase process: bgnbd, mbgnbd or "
-                                       "pareto.")] = "bgnbd",
+    model: Annotated[str, typer.Option(help="Purchase process, named as the model fitted to it: "
+                                       "bgnbd_gg, mbgnbd_gg or pareto_nbd_gg.")] = "bgnbd_gg",
     start: Annotated[str, typer.Option(help="Date of the first possible purchase.")]
     = "2020-01-01",
     acquisition_weeks: Annotated[float, typer.Option(help="Weeks over which first purchases "
@@ -189,13 +198,13 @@ def synth(
 
 
 @app.command("evaluate-models")
+@_load_options
 def evaluate_models(
     dataset: Annotated[str | None, typer.Option(
         help="Built-in data: 'cdnow' (the CDNOW master file shipped with lifetimes). Its protocol: "
              "train 1997-07-01, test 1997-12-30, 26-week windows.")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Your transactions instead of "
                                                "--dataset (.csv/.parquet/.xlsx).")] = None,
-    columns: ColumnsOpt = None,
     train_cutoff: Annotated[str | None, typer.Option(help="Features for training as of this date "
                                                      "(YYYY-MM-DD); targets in the next horizon.")] = None,
     test_cutoff: Annotated[str | None, typer.Option(help="Features for testing as of this date; at "
@@ -206,6 +215,7 @@ def evaluate_models(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table (.csv or "
                                                 ".parquet) and <name>_calibration next to it.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the ML models.")] = 0,
+    spec: dict | None = None,
 ):
     """Benchmark CLV and churn models out of time: naive, BTYD + Gamma-Gamma, XGBoost, hybrid."""
     with _clean_errors():
@@ -227,7 +237,7 @@ def evaluate_models(
         missing = [f"--{k.replace('_', '-')}" for k in ("train_cutoff", "test_cutoff") if k not in protocol]
         if missing:
             raise InputError("evaluate-models", f"{' and '.join(missing)} required with --input")
-        tx = load_transactions(load_cdnow() if dataset else input, columns=columns)
+        tx = load_transactions(load_cdnow() if dataset else input, _spec(spec))
         result = evaluate_models(tx, time_unit=time_unit, random_state=seed, **protocol)
         typer.echo(result.format())
         if output is not None:
@@ -276,6 +286,7 @@ def _ahp_matrix(path: Path) -> list[list[float]]:
 
 
 @app.command()
+@_load_options
 def segment(
     input: InputOpt,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Last day of history, inclusive (YYYY-MM-DD; "
@@ -289,7 +300,6 @@ def segment(
     lang: Annotated[str, typer.Option(help="Labels and strategies in 'en' or 'zh'.")] = "en",
     profile: Annotated[Path | None, typer.Option(help="Also write the profile table (.csv or .parquet).")]
     = None,
-    columns: ColumnsOpt = None,
     bins: Annotated[int, typer.Option(help="rfm: scores per dimension.")] = 5,
     threshold: Annotated[str, typer.Option(help="rfm8: high/low against the 'mean' or 'median'.")] = "median",
     map: Annotated[Path | None, typer.Option("--map", help="rfm-map: YAML map on RFM scores "
@@ -329,16 +339,11 @@ def segment(
     horizon: Annotated[float, typer.Option(help="clv-cs: CLV horizon in weeks (BG/NBD + Gamma-Gamma fitted "
                                                 "on the history).")] = 52,
     seed: Annotated[int, typer.Option(help="kmeans/gmm: random seed.")] = 0,
-    delimiter: DelimiterOpt = None,
-    decimal: DecimalOpt = "auto",
-    encoding: EncodingOpt = None,
-    sheet: SheetOpt = None,
-    date_format: DateFormatOpt = None,
-    returns: ReturnsOpt = "net",
+    spec: dict | None = None,
 ):
     """Segment customers by one method; print the diagnosis and the profile of each segment."""
     with _clean_errors():
-        from clvtier.data import write_frame
+        from clvtier.data import load_transactions, write_frame
         from clvtier.data.io import output_format
         from clvtier.errors import InputError
         from clvtier.pipelines.segment import SegmentOptions, check_method, format_profile, run_segment
@@ -363,7 +368,7 @@ def segment(
             k_range=(int(lo), int(hi)), selection=selection,
             cluster_features=features.split(",") if features else None, horizon_weeks=horizon,
             random_state=seed)
-        tx = _load(input, columns, delimiter, decimal, encoding, sheet, date_format, returns, False, None)
+        tx = load_transactions(input, _spec(spec))
         result = run_segment(tx, as_of=as_of, method=method, options=options, lang=lang)
         write_frame(result.segmentation.table, output)
         typer.echo(result.accounting.format())
@@ -386,16 +391,15 @@ TrackingOpt = Annotated[str | None, typer.Option(
                            "the working directory).")]
 
 
-@contextlib.contextmanager
-def _mlflow_errors():
-    """MLflow's own errors (unreachable server, bad URI) as one line, like input errors."""
-    from mlflow.exceptions import MlflowException
+def _quiet_tracking() -> None:
+    """MLflow's INFO logs off (the progress lines say what happens) and telemetry off unless the
+    user turned it on (:func:`clvtier.tracking.store.telemetry_off`)."""
+    import logging
 
-    try:
-        yield
-    except MlflowException as exc:
-        typer.echo(f"clvtier: error: MLflow: {str(exc.message).splitlines()[0]}", err=True)
-        raise typer.Exit(EXIT_INPUT) from None
+    from clvtier.tracking.store import telemetry_off
+
+    telemetry_off()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _progress():
@@ -416,16 +420,12 @@ def _progress():
 
 
 def _train(config_path, overrides, tracking_uri, log_data):
-    import logging
-
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the progress lines say what happens
+    _quiet_tracking()
     from clvtier.config import load_config
     from clvtier.pipelines.train import train
 
     config = load_config(config_path, overrides or ())
-    with _mlflow_errors():
-        return train(config, tracking_uri=tracking_uri, log_data=log_data, progress=_progress())
+    return train(config, tracking_uri=tracking_uri, log_data=log_data, progress=_progress())
 
 
 @app.command("train")
@@ -443,6 +443,7 @@ def train_command(
 
 
 @app.command("score")
+@_load_options
 def score_command(
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Exported model folder (models/<name>) or registry URI "
@@ -453,7 +454,11 @@ def score_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Tiers file: .parquet or .csv.",
                                          show_default=False)],
     previous: Annotated[Path | None, typer.Option(
-        help="An earlier tiers file: print and log the tier migration matrix, warn on size drift.")] = None,
+        help="An earlier tiers file (same policy): print and log the tier migration matrix, warn on size "
+             "drift.")] = None,
+    allow_policy_change: Annotated[bool, typer.Option(
+        help="Accept a --previous file scored with another policy: the migration is labelled a policy "
+             "change and no drift warning fires.")] = False,
     policy: Annotated[str | None, typer.Option(
         help="Tier policy: corporate4, abc4_clv, clv_cs or a YAML file (default: the model's).")] = None,
     drift_threshold: Annotated[float, typer.Option(
@@ -465,37 +470,21 @@ def score_command(
     memory_limit: Annotated[str | None, typer.Option(
         help="DuckDB memory limit; past it DuckDB spills to a scratch folder in TMPDIR.")] = "4GB",
     tracking_uri: TrackingOpt = None,
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = None,
-    decimal: DecimalOpt = "auto",
-    encoding: EncodingOpt = None,
-    sheet: SheetOpt = None,
-    date_format: DateFormatOpt = None,
-    returns: ReturnsOpt = "net",
-    drop_duplicates: Annotated[bool, typer.Option(
-        help="Quarantine exact duplicate rows (they are always counted).")] = False,
-    max_amount: Annotated[float | None, typer.Option(
-        help="Quarantine rows whose absolute amount exceeds this.")] = None,
+    spec: dict | None = None,
 ):
     """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
     reason and action per customer, written atomically; the run is logged to MLflow."""
-    import logging
-
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _quiet_tracking()
     with _stop_on_sigterm(), _clean_errors():
         from clvtier.pipelines.score import score
         from clvtier.segment.labels import check_lang
 
         check_lang(lang)
-        options = _read_options(delimiter, decimal, encoding, sheet, date_format)
-        with _mlflow_errors():
-            result = score(model, input, as_of=as_of, output=output, policy=policy, previous=previous,
-                           drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
-                           columns=columns, options=options, returns=returns,
-                           drop_duplicates=drop_duplicates, max_amount=max_amount, chunk_size=chunk_size,
-                           memory_limit=memory_limit, lang=lang,
-                           tracking_uri=tracking_uri, progress=_progress())
+        result = score(model, input, as_of=as_of, output=output, spec=_spec(spec), policy=policy,
+                       previous=previous, allow_policy_change=allow_policy_change,
+                       drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
+                       chunk_size=chunk_size, memory_limit=memory_limit, lang=lang,
+                       tracking_uri=tracking_uri, progress=_progress())
         typer.echo(result.format())
 
 
@@ -509,11 +498,13 @@ def demo(
 ):
     """Run the main job end to end on the CDNOW data shipped with lifetimes: features, segments,
     training with MLflow tracking."""
+    _quiet_tracking()
     with _clean_errors():
-        from clvtier.pipelines.demo import run_demo
+        from clvtier.config import load_config
+        from clvtier.pipelines.demo import demo as run
 
-        trained = _train(config, (), tracking_uri, False)
-        typer.echo(run_demo(output_dir, trained).format())
+        result = run(load_config(config), output_dir, tracking_uri=tracking_uri, progress=_progress())
+        typer.echo(result.format())
 
 
 def main() -> None:  # console-script entry point

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
 
+from clvtier.clv.catalogue import CATALOGUE, names
+from clvtier.data import LoadSpec
 from clvtier.errors import InputError
+from clvtier.settings import Settings
 
-BTYD_MODELS = ("bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg")
-ML_MODELS = ("xgboost", "hybrid")
-CLV_MODELS = BTYD_MODELS + ML_MODELS
 #: Test metrics a champion can be chosen on, and whether higher is better.
 METRIC_DIRECTIONS = {
     "gini": True,
@@ -34,18 +34,16 @@ METRIC_DIRECTIONS = {
     "brier": False,
     "ece": False,
 }
+CLV_MODELS = names("clv")
+PURCHASE_MODELS = names("purchase")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SyntheticData(_Strict):
+class SyntheticData(Settings):
     """Transactions drawn by :func:`clvtier.data.datasets.synthetic_transactions`."""
 
     customers: int = Field(5000, ge=1)
     seed: int = 0
-    model: Literal["bgnbd", "mbgnbd", "pareto"] = "bgnbd"
+    model: Literal[PURCHASE_MODELS] = "bgnbd_gg"
     start: dt.date = dt.date(2020, 1, 1)
     acquisition_weeks: float = Field(12, gt=0)
     observation_weeks: float = Field(78, gt=0)
@@ -53,21 +51,13 @@ class SyntheticData(_Strict):
     with_satisfaction: bool = False
 
 
-class DataConfig(_Strict):
-    """Exactly one of ``dataset`` (built-in), ``path`` (your file) or ``synthetic``."""
+class DataConfig(LoadSpec):
+    """Exactly one of ``dataset`` (built-in), ``path`` (your file) or ``synthetic``; the reader
+    options are those of :class:`clvtier.data.LoadSpec`."""
 
     dataset: Literal["cdnow", "cdnow_sample"] | None = None
     path: Path | None = None
     synthetic: SyntheticData | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
-    delimiter: str | None = None
-    decimal: Literal["auto", ".", ","] = "auto"
-    encoding: str | None = None
-    sheet: str | int | None = None
-    date_format: str | None = None
-    returns: Literal["net", "keep", "quarantine"] = "net"
-    drop_duplicates: bool = False
-    max_amount: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -76,8 +66,12 @@ class DataConfig(_Strict):
             raise ValueError(f"give exactly one of dataset, path or synthetic; got {given or 'none'}")
         return self
 
+    @property
+    def spec(self) -> LoadSpec:
+        return LoadSpec(**self.model_dump(include=set(LoadSpec.model_fields)))
 
-class SplitConfig(_Strict):
+
+class SplitConfig(Settings):
     """Out-of-time protocol: ML models learn from features as of ``train_cutoff`` and the
     ``horizon`` after it; every model is tested on features as of ``test_cutoff`` against the
     ``horizon`` after that. ``holdout_last: N`` instead puts the test window on the last N time
@@ -111,64 +105,35 @@ class SplitConfig(_Strict):
         return self.holdout_last if self.holdout_last is not None else self.horizon
 
 
-class BTYDConfig(_Strict):
-    """A BTYD purchase model with the Gamma-Gamma spend model (shared by all BTYD models)."""
-
-    penalizer: float = Field(0.0, ge=0)
-
-
-class XGBoostConfig(_Strict):
-    """Hyperparameters of :class:`clvtier.clv.XGBoostCLV` (both parts)."""
-
-    n_estimators: int = Field(600, ge=1)
-    learning_rate: float = Field(0.03, gt=0, le=1)
-    max_depth: int = Field(2, ge=1, le=16)
-    min_child_weight: float = Field(50, ge=0)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    calibration: Literal["sigmoid", "isotonic", "none"] = "sigmoid"
-    n_jobs: int = Field(2, ge=1)
-
-
-class HybridConfig(XGBoostConfig):
-    """XGBoost on top of a BTYD model's outputs, its total matched to that model's forecast."""
-
-    base: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg"] = "bgnbd_gg"
-
-
-class ClustersConfig(_Strict):
-    """:class:`clvtier.segment.ValueClusters` on the features as of the test cutoff."""
-
-    method: Literal["kmeans", "gmm"] = "kmeans"
-    n_clusters: int | None = Field(None, ge=1)
-    k_range: tuple[int, int] = (2, 8)
-    selection: Literal["silhouette", "bic"] | None = None
-    features: tuple[str, ...] = ("recency_days", "frequency_count", "monetary_total")
-
-
-class ModelsConfig(_Strict):
-    """The models to fit: a key present (``{}`` for defaults) is fitted, an absent one is not."""
-
-    bgnbd_gg: BTYDConfig | None = None
-    pareto_nbd_gg: BTYDConfig | None = None
-    mbgnbd_gg: BTYDConfig | None = None
-    xgboost: XGBoostConfig | None = None
-    hybrid: HybridConfig | None = None
-    clusters: ClustersConfig | None = None
-
+class _Models(Settings):
     def fitted(self) -> list[str]:
-        return [name for name in (*CLV_MODELS, "clusters") if getattr(self, name) is not None]
+        """Configured models, in catalogue order."""
+        return [name for name in CATALOGUE if getattr(self, name) is not None]
+
+    def settings(self) -> dict:
+        """Catalogue name -> settings of every configured model."""
+        return {name: getattr(self, name) for name in self.fitted()}
 
 
-class TieringConfig(_Strict):
+#: The models to fit: a key present (``{}`` for defaults) is fitted, an absent one is not. One
+#: optional key per catalogue entry, typed by the entry's settings class.
+ModelsConfig = create_model(
+    "ModelsConfig",
+    __base__=_Models,
+    __doc__="The models to fit, one optional key per entry of clvtier.clv.catalogue.CATALOGUE.",
+    **{name: (entry.settings | None, None) for name, entry in CATALOGUE.items()},
+)
+
+
+class TieringConfig(Settings):
     """What the registered tiering model is made of."""
 
-    clv_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg", "xgboost", "hybrid"] = "hybrid"
-    btyd_model: Literal["bgnbd_gg", "pareto_nbd_gg", "mbgnbd_gg"] = "bgnbd_gg"
+    clv_model: Literal[CLV_MODELS] = "hybrid"
+    btyd_model: Literal[PURCHASE_MODELS] = "bgnbd_gg"
     policy: str | None = None  # tier policy: a built-in name (corporate4, abc4_clv, clv_cs) or a YAML file
 
 
-class RegistryConfig(_Strict):
+class RegistryConfig(Settings):
     """Registry name, the test metric that decides champion vs challenger, the export folder."""
 
     name: str = Field("clvtier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -176,7 +141,7 @@ class RegistryConfig(_Strict):
     export_dir: Path = Path("models")
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Settings):
     """One experiment: data, split, models, tiering model, registry, seed."""
 
     experiment: str = Field(min_length=1)

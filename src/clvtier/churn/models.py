@@ -20,7 +20,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from clvtier.errors import InputError
-from clvtier.evaluate.metrics import calibration_table
 
 # History features that mean the same at any customer age. T, recency (BTYD time since first
 # purchase) and tenure grow with the cutoff, so a model trained at one cutoff misreads them at a
@@ -75,8 +74,6 @@ class XGBoostChurn(ClassifierMixin, BaseEstimator):
     ----------
     booster_ : xgboost.XGBClassifier
     calibrator_ : fitted calibration map, or None
-    calibration_curve_ : DataFrame
-        Reliability table on the calibration fold (after calibration).
     """
 
     def __init__(self, *, features=ML_FEATURES, offset: bool = False, calibration: str = "sigmoid",
@@ -131,7 +128,6 @@ class XGBoostChurn(ClassifierMixin, BaseEstimator):
                 self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y[cal])
             else:
                 self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y[cal])
-            self.calibration_curve_ = calibration_table(y[cal], self._calibrate(raw))
         return self
 
     def _raw(self, data, margin) -> np.ndarray:

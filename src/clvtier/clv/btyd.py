@@ -514,6 +514,35 @@ class ParetoNBDModel(_PurchaseModel):
 # spend
 
 
+SPEND_COLUMNS = ("frequency", "monetary_value")
+
+
+def check_spend_data(X, *, source: str = "<features>"):
+    """Validate the Gamma-Gamma inputs and return ``frequency, monetary_value`` as float arrays.
+
+    Raises ``InputError`` naming the column and the offending rows when a column is absent, a
+    value is missing or not finite, or a frequency is negative or not an integer. A negative
+    ``monetary_value`` (repeat purchases netted below zero by returns) is a real observation: the
+    fit leaves it out and predictions count it as 0.
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(source, f"Gamma-Gamma needs a DataFrame with columns {', '.join(SPEND_COLUMNS)}; "
+                                 f"got {type(X).__name__}")
+    missing = [c for c in SPEND_COLUMNS if c not in X.columns]
+    if missing:
+        raise InputError(source, f"Gamma-Gamma needs columns {', '.join(SPEND_COLUMNS)}; missing: "
+                                 f"{', '.join(missing)}")
+    f, m = (X[c].to_numpy(dtype=float, na_value=np.nan) for c in SPEND_COLUMNS)
+    checks = [
+        ("frequency", ~np.isfinite(f) | (f < 0) | (f != np.round(f)), "is not a non-negative integer"),
+        ("monetary_value", ~np.isfinite(m), "is missing or not finite"),
+    ]
+    for column, mask, problem in checks:
+        if mask.any():
+            raise InputError(source, f"column {column!r} {problem} in {_bad_rows(X, mask)}")
+    return f, m
+
+
 class GammaGammaModel(BaseEstimator):
     """Gamma-Gamma model of spend per purchase (Fader, Hardie & Lee 2005, "RFM and CLV", JMR;
     Fader & Hardie 2013 note). It assumes spend per purchase is independent of frequency: the fit
@@ -542,12 +571,7 @@ class GammaGammaModel(BaseEstimator):
         self.tol = tol
 
     def fit(self, X, y=None, sample_weight=None):
-        f = _column(X, "frequency", "<features>")
-        m = _column(X, "monetary_value", "<features>")
-        bad = ~np.isfinite(f) | ~np.isfinite(m) | (f < 0)
-        if bad.any():
-            raise InputError("<features>", f"columns 'frequency'/'monetary_value' are missing or invalid "
-                                           f"in {_bad_rows(X, bad)}")
+        f, m = check_spend_data(X)
         keep = (f > 0) & (m > 0)
         self.n_excluded_ = int((~keep).sum())
         if keep.sum() < 3:
@@ -583,15 +607,15 @@ class GammaGammaModel(BaseEstimator):
 
     def expected_spend(self, X) -> np.ndarray:
         """Expected spend per purchase: eq. (5) of the JMR paper, a weighted average of the population
-        mean and the customer's own mean spend (clipped at 0) with weight ``p x / (p x + q - 1)``."""
+        mean and the customer's own mean spend (clipped at 0) with weight ``p x / (p x + q - 1)``.
+        The inputs are checked as in :meth:`fit` (:func:`check_spend_data`)."""
         check_is_fitted(self, "params_")
-        f = np.nan_to_num(_column(X, "frequency", "<features>"))
-        m = np.clip(np.nan_to_num(_column(X, "monetary_value", "<features>")), 0, None)
+        f, m = check_spend_data(X)
+        m = np.clip(m, 0, None)
         p, q = self.params_["p"], self.params_["q"]
-        f = np.clip(f, 0, None)
         own = p * f / (p * f + q - 1)
         return _finite((1 - own) * self.mean_spend_ + own * m)
 
 
 __all__ = ["BetaGeoModel", "GammaGammaModel", "ModelFitError", "ModifiedBetaGeoModel", "ParetoNBDModel",
-           "check_purchase_data", "compress"]
+           "check_purchase_data", "check_spend_data", "compress"]

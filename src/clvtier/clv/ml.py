@@ -31,12 +31,17 @@ def btyd_outputs(X: pd.DataFrame, purchase_model, spend_model, horizon: float) -
     return out
 
 
-def match_total(predicted, total: float) -> np.ndarray:
-    """Rescale ``predicted`` so it sums to ``total``; the order (and so every ranking metric) is kept."""
+def total_scale(predicted, total: float) -> float:
+    """The factor that makes ``predicted`` sum to ``total`` (the hybrid's level matching)."""
     predicted = np.asarray(predicted, dtype=float)
     if predicted.sum() <= 0:
         raise InputError("match_total", "predictions sum to zero; nothing to rescale")
-    return predicted * (total / predicted.sum())
+    return float(total / predicted.sum())
+
+
+def match_total(predicted, total: float) -> np.ndarray:
+    """Rescale ``predicted`` so it sums to ``total``; the order (and so every ranking metric) is kept."""
+    return np.asarray(predicted, dtype=float) * total_scale(predicted, total)
 
 
 class XGBoostCLV(RegressorMixin, BaseEstimator):

@@ -14,7 +14,8 @@ from clvtier.errors import InputError
 BGNBD_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PARETO_CDNOW = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
 GAMMA_GAMMA_CDNOW = {"p": 6.25, "q": 3.74, "gamma": 15.44}
-MODELS = ("bgnbd", "mbgnbd", "pareto")
+#: Purchase processes, named as the model catalogue names the BTYD models fitted to them.
+MODELS = ("bgnbd_gg", "mbgnbd_gg", "pareto_nbd_gg")
 
 
 def cdnow_path(sample: bool = False) -> Path:
@@ -55,7 +56,7 @@ def load_cdnow(sample: bool = False) -> pd.DataFrame:
     return frame
 
 
-def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
+def synthetic_transactions(n_customers: int, *, model: str = "bgnbd_gg",
                            params: dict | None = None, spend_params: dict | None = None,
                            start: str = "2020-01-01", acquisition_weeks: float = 12,
                            observation_weeks: float = 78, with_profit: bool = False,
@@ -75,7 +76,7 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
     Parameters
     ----------
     n_customers : int
-    model : {"bgnbd", "mbgnbd", "pareto"}, default="bgnbd"
+    model : {"bgnbd_gg", "mbgnbd_gg", "pareto_nbd_gg"}, default="bgnbd_gg"
     params, spend_params : dict, optional
         Purchase and spend parameters; default the published CDNOW estimates.
     with_profit : bool
@@ -97,7 +98,7 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
         raise InputError("n_customers", f"must be at least 1; got {n_customers}")
     if observation_weeks <= acquisition_weeks:
         raise InputError("observation_weeks", "must exceed acquisition_weeks")
-    params = {**(PARETO_CDNOW if model == "pareto" else BGNBD_CDNOW), **(params or {})}
+    params = {**(PARETO_CDNOW if model == "pareto_nbd_gg" else BGNBD_CDNOW), **(params or {})}
     spend = {**GAMMA_GAMMA_CDNOW, **(spend_params or {})}
     rng = np.random.default_rng(seed)
     n = int(n_customers)
@@ -106,7 +107,7 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
     birth_day = rng.integers(0, max(1, int(acquisition_weeks * 7)), n)
     horizon = (observation_weeks * 7 - birth_day) / 7.0  # weeks from first purchase to the end
     max_repeats = np.full(n, np.iinfo(np.int64).max)
-    if model == "pareto":
+    if model == "pareto_nbd_gg":
         mu = rng.gamma(params["s"], 1.0 / params["beta"], n)
         with np.errstate(divide="ignore"):
             horizon = np.minimum(horizon, rng.standard_exponential(n) / mu)
@@ -115,7 +116,7 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
         p = rng.beta(params["a"], params["b"], n)
         # Number of repeat purchases before death: BG/NBD may die after each repeat purchase
         # (1, 2, ...); MBG/NBD also right after the first purchase (0, 1, ...).
-        max_repeats = rng.geometric(p) - (1 if model == "mbgnbd" else 0)
+        max_repeats = rng.geometric(p) - (1 if model == "mbgnbd_gg" else 0)
         churn = p
     nu = rng.gamma(spend["q"], 1.0 / spend["gamma"], n)
 
@@ -154,7 +155,7 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd",
     if not return_truth:
         return frame
     truth = pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64) + 1 + id_offset,
-                          "lambda": lam, "p" if model != "pareto" else "mu": churn, "nu": nu})
+                          "lambda": lam, "p" if model != "pareto_nbd_gg" else "mu": churn, "nu": nu})
     return frame, truth
 
 

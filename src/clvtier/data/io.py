@@ -13,11 +13,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pandas as pd
+from pydantic import Field, ValidationError, field_validator
 
 from clvtier.errors import EmptyInputError, InputError, MissingColumnError
+from clvtier.settings import Settings
 
 REQUIRED = ("customer_id", "date", "amount")
 OPTIONAL = ("order_id", "quantity", "profit", "satisfaction")
@@ -51,7 +54,7 @@ class ColumnMap:
                 continue
             key, sep, value = part.partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise InputError("--columns", f"expected name=source_column, got {part.strip()!r}")
+                raise InputError("columns", f"expected name=source_column, got {part.strip()!r}")
             mapping[key.strip()] = value.strip()
         return cls(mapping)
 
@@ -83,12 +86,19 @@ class ColumnMap:
         return resolved
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read a file.
+RETURNS_POLICIES = ("net", "keep", "quarantine")
+
+
+class LoadSpec(Settings):
+    """How to read, map and clean a transactions source: the one declaration of every reader
+    option, used by the experiment config's ``data:``, every command and
+    :func:`~clvtier.data.load_transactions`.
 
     Parameters
     ----------
+    columns : dict or str, optional
+        ``{clvtier_name: source_column}`` (see :class:`ColumnMap`), or the CLI's
+        ``"customer_id=客户ID,date=交易日期"``.
     delimiter : str or None, default=None
         CSV field separator; ``None`` lets DuckDB's sniffer detect it.
     decimal : {"auto", ".", ","}, default="auto"
@@ -102,17 +112,61 @@ class ReadOptions:
     date_format : str or None, default=None
         strftime format for dates (e.g. ``"%d/%m/%Y"``, ``"%Y%m%d"``). ``None`` accepts ISO dates
         and times and Excel serial numbers.
+    returns : {"net", "keep", "quarantine"}, default="net"
+        Negative amounts are returns. ``"net"`` subtracts them from the same customer's
+        purchases that day (a return on a day without purchases, or exceeding them, is
+        quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
+    drop_duplicates : bool, default=False
+        Exact duplicate rows (equal in every mapped column) are always counted; with True every
+        copy after the first is quarantined as ``duplicate``.
+    max_amount : float, optional
+        Rows whose absolute amount exceeds it (a positive number) are quarantined as
+        ``amount_out_of_range``.
     """
 
+    columns: dict[str, str] = Field(default_factory=dict)
     delimiter: str | None = None
-    decimal: str = "auto"
+    decimal: Literal["auto", ".", ","] = "auto"
     encoding: str | None = None
     sheet: str | int | None = None
     date_format: str | None = None
+    returns: Literal[RETURNS_POLICIES] = "net"
+    drop_duplicates: bool = False
+    max_amount: float | None = Field(None, gt=0, allow_inf_nan=False)
 
-    def __post_init__(self):
-        if self.decimal not in ("auto", ".", ","):
-            raise InputError("--decimal", f"valid options are 'auto', '.', ','; got {self.decimal!r}")
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _parse_columns(cls, value):
+        if value is None:
+            return {}
+        if isinstance(value, ColumnMap):
+            return dict(value.mapping)
+        return ColumnMap.parse(value).mapping if isinstance(value, str) else value
+
+    @field_validator("sheet", mode="before")
+    @classmethod
+    def _sheet_index(cls, value):
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @classmethod
+    def of(cls, spec: LoadSpec | None = None, **fields) -> LoadSpec:
+        """``spec`` with ``fields`` replaced (validated); errors name the field, without CLI flags."""
+        tree = {**(spec.model_dump(include=set(cls.model_fields)) if spec else {}), **fields}
+        try:
+            return cls.model_validate(tree)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(map(str, err["loc"])) or "load spec"
+            if err["type"] == "literal_error":
+                msg = f"valid options are {err['ctx']['expected']}"
+            else:
+                msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+            problem = f"{msg.removeprefix('Value error, ')}; got {err.get('input')!r}"
+            raise InputError(where, problem) from None
+
+    @property
+    def column_map(self) -> ColumnMap:
+        return ColumnMap(dict(self.columns))
 
 
 @dataclass
@@ -137,8 +191,7 @@ class RawTable:
             self._tmpdir = None
 
 
-def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
-             options: ReadOptions | None = None,
+def read_raw(source, spec: LoadSpec | None = None, *,
              con: duckdb.DuckDBPyConnection | None = None) -> RawTable:
     """Load ``source`` (path or DataFrame) into a DuckDB view named ``raw``.
 
@@ -147,10 +200,8 @@ def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
     InputError
         Unreadable or non-tabular file, unknown format, missing column, empty input.
     """
-    options = options or ReadOptions()
-    if not isinstance(columns, ColumnMap):
-        columns = ColumnMap.parse(columns) if isinstance(columns, str) or columns is None \
-            else ColumnMap(dict(columns))
+    options = spec or LoadSpec()
+    columns = options.column_map
     con = con or duckdb.connect()
     tmpdir = None
     malformed = pd.DataFrame({"line": pd.Series([], dtype="int64"), "text": [], "error": []})
@@ -172,7 +223,7 @@ def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
         suffix = path.suffix.lower()
         if suffix in _PARQUET_SUFFIXES:
             scan = (f"SELECT file_row_number + 1 AS source_line, * EXCLUDE (file_row_number) "
-                    f"FROM read_parquet({_lit(path)}, file_row_number=true)")
+                    f"FROM read_parquet({sql_literal(path)}, file_row_number=true)")
         elif suffix in _EXCEL_SUFFIXES:
             frame = _read_excel(path, options.sheet)
             con.register("_source_df", frame)
@@ -192,7 +243,7 @@ def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
             raise InputError(name, f"cannot read as a table: {_first_line(exc)}") from None
 
     resolved = columns.resolve(name, found)
-    select = ", ".join(f"{_ident(src)} AS {_ident(dst)}" for dst, src in resolved.items())
+    select = ", ".join(f"{sql_ident(src)} AS {sql_ident(dst)}" for dst, src in resolved.items())
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
     decimal = options.decimal
     if decimal == "auto":
@@ -204,8 +255,8 @@ def read_raw(source, *, columns: ColumnMap | dict | str | None = None,
 def _csv_scan(con, name: str, path: Path, delimiter: str | None):
     args = ["all_varchar=true", "header=true", "store_rejects=true"]
     if delimiter is not None:
-        args.append(f"delim={_lit(delimiter)}")
-    reader = f"read_csv({_lit(path)}, {', '.join(args)})"
+        args.append(f"delim={sql_literal(delimiter)}")
+    reader = f"read_csv({sql_literal(path)}, {', '.join(args)})"
     try:
         # Materialise once: the reject tables are filled by the scan, and every later
         # query reads the table instead of re-parsing the file.
@@ -267,8 +318,8 @@ def _utf8_path(path: Path, encoding: str | None):
                 head.decode("utf-8")
             except UnicodeDecodeError as exc:
                 if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-                    raise InputError(str(path), "is not UTF-8; name its encoding, e.g. "
-                                     "--encoding gb18030 or --encoding latin-1") from None
+                    raise InputError(str(path), "is not UTF-8; name its encoding, e.g. gb18030 "
+                                     "or latin-1") from None
             return path, None
     try:
         codec = codecs.lookup(encoding)
@@ -302,11 +353,11 @@ def _detect_decimal(con, delimiter: str | None) -> str:
     return "," if commas and not dots else "."
 
 
-def _ident(name: str) -> str:
+def sql_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _lit(value) -> str:
+def sql_literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 

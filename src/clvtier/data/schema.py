@@ -9,6 +9,7 @@ status and cannot disagree with what the features read.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +17,12 @@ import duckdb
 import pandas as pd
 
 from clvtier.data.io import (
-    ColumnMap,
+    RETURNS_POLICIES,
+    LoadSpec,
     RawTable,
-    ReadOptions,
-    _ident,
-    _lit,
     read_raw,
+    sql_ident,
+    sql_literal,
     write_frame,
 )
 from clvtier.errors import EmptyInputError, InputError
@@ -41,7 +42,6 @@ REASONS: dict[str, str] = {
     "duplicate": "exact copy of an earlier row (drop_duplicates=True)",
     "bad_<column>": "an optional numeric column holds text that is not a number",
 }
-RETURNS_POLICIES = ("net", "keep", "quarantine")
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE")
 _CURRENCY = "¥$€£￥"
@@ -49,7 +49,9 @@ _CURRENCY = "¥$€£￥"
 
 @dataclass(frozen=True)
 class Accounting:
-    """Where the rows went, for one ``as_of``. ``rows_read`` always equals the sum of the rest."""
+    """Where the rows went, for one ``as_of``. ``rows_read`` is counted where the source is read
+    (rows loaded plus malformed lines), the rest by status afterwards; :meth:`balanced` checks
+    that they agree."""
 
     source: str
     as_of: dt.date | None
@@ -109,6 +111,7 @@ class Transactions:
     malformed: pd.DataFrame
     first_date: dt.date
     last_date: dt.date
+    rows_read: int
 
     @property
     def optional_columns(self) -> tuple[str, ...]:
@@ -125,8 +128,7 @@ class Transactions:
         after = counts.pop("after_as_of", 0)
         if len(self.malformed):
             counts["malformed_row"] = len(self.malformed)
-        read = used + after + sum(counts.values())
-        return Accounting(source=self.source, as_of=as_of, rows_read=read, rows_used=used,
+        return Accounting(source=self.source, as_of=as_of, rows_read=self.rows_read, rows_used=used,
                           rows_after_as_of=after, quarantined=counts,
                           duplicates_found=self.duplicates_found,
                           returns_netted=self.returns_netted)
@@ -138,17 +140,39 @@ class Transactions:
 
     def to_pandas(self, as_of=None) -> pd.DataFrame:
         """The used rows (on or before ``as_of``), in source order, as a DataFrame."""
-        cols = ", ".join(_ident(c) for c in self.columns)
+        cols = ", ".join(sql_ident(c) for c in self.columns)
         as_of = self.resolve_as_of(as_of)
         frame = self.con.execute(f"SELECT {cols} FROM tx WHERE status = 'ok' AND date <= ? "
                                  "ORDER BY source_line", [as_of]).df()
         frame["date"] = pd.to_datetime(frame["date"])
         return frame
 
+    def fingerprint(self) -> str:
+        """SHA-256 over the used rows' values and source positions, computed in DuckDB (nothing is
+        copied into Python): equal data in the same order, equal fingerprint. It depends on
+        DuckDB's ``hash``, so a DuckDB upgrade may change it."""
+        cols = ", ".join(sql_ident(c) for c in ("source_line", *self.columns))
+        row = self.con.execute(
+            f"SELECT count(*), sum(hash({cols})::HUGEINT), bit_xor(hash({cols})), "
+            f"min(source_line), max(source_line) FROM tx WHERE status = 'ok'").fetchall()[0]
+        digest = hashlib.sha256(":".join(map(str, row)).encode())
+        digest.update(",".join(self.columns).encode())
+        return digest.hexdigest()
+
+    def write_used(self, path, as_of=None) -> Path:
+        """Write the used rows (on or before ``as_of``), in source order, to a Parquet file by
+        DuckDB's COPY: out of core."""
+        cols = ", ".join(sql_ident(c) for c in self.columns)
+        as_of = self.resolve_as_of(as_of)
+        day = sql_literal(str(as_of))
+        self.con.execute(f"COPY (SELECT {cols} FROM tx WHERE status = 'ok' AND date <= {day}::DATE "
+                         f"ORDER BY source_line) TO {sql_literal(str(path))} (FORMAT parquet)")
+        return Path(path)
+
     def rejects(self) -> pd.DataFrame:
         """Quarantined rows: source line, reason, and the original values of the mapped columns."""
         originals = ", ".join(
-            f"coalesce(raw_{c}, CAST({_ident(c)} AS VARCHAR)) AS {_ident(c)}"
+            f"coalesce(raw_{c}, CAST({sql_ident(c)} AS VARCHAR)) AS {sql_ident(c)}"
             for c in self.columns)
         frame = self.con.sql(f"SELECT source_line, status AS reason, {originals}, "
                              "NULL::VARCHAR AS raw_line FROM tx WHERE status <> 'ok'").df()
@@ -176,48 +200,34 @@ def to_date(value, *, what: str = "date") -> dt.date:
     return stamp.date()
 
 
-def load_transactions(source, *, columns: ColumnMap | dict | str | None = None,
-                      options: ReadOptions | None = None, returns: str = "net",
-                      drop_duplicates: bool = False, max_amount: float | None = None,
-                      con: duckdb.DuckDBPyConnection | None = None) -> Transactions:
+def load_transactions(source, spec: LoadSpec | None = None, *,
+                      con: duckdb.DuckDBPyConnection | None = None, **fields) -> Transactions:
     """Read, map and validate transactions into a :class:`Transactions`.
 
     Parameters
     ----------
     source : str, Path or DataFrame
         CSV (.csv/.txt/.tsv), Parquet or Excel (.xlsx) file, or a DataFrame.
-    columns : ColumnMap, dict or str, optional
-        Mapping of clvtier names to source columns (see :class:`ColumnMap`).
-    options : ReadOptions, optional
-        Delimiter, decimal mark, encoding, sheet and date format.
-    returns : {"net", "keep", "quarantine"}, default="net"
-        Negative amounts are returns. ``"net"`` subtracts them from the same customer's
-        purchases that day (a return on a day without purchases, or exceeding them, is
-        quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
-    drop_duplicates : bool, default=False
-        Exact duplicate rows (equal in every mapped column) are always counted; with True every
-        copy after the first is quarantined as ``duplicate``.
-    max_amount : float, optional
-        Rows whose absolute amount exceeds it are quarantined as ``amount_out_of_range``.
+    spec : LoadSpec, optional
+        Column mapping, reader options, returns policy, duplicates and amount limit.
+    **fields
+        Any :class:`LoadSpec` field, replacing the one in ``spec`` (``columns=..., returns=...``).
 
     Raises
     ------
     InputError
         The file cannot be read, a required column is missing, or no row is valid.
     """
-    if returns not in RETURNS_POLICIES:
-        raise InputError("--returns", f"valid options are {', '.join(RETURNS_POLICIES)}; "
-                                      f"got {returns!r}")
-    options = options or ReadOptions()
-    raw = read_raw(source, columns=columns, options=options, con=con)
+    spec = LoadSpec.of(spec, **fields) if fields or spec is None else spec
+    raw = read_raw(source, spec, con=con)
     try:
-        return _validate(raw, options, returns, drop_duplicates, max_amount)
+        return _validate(raw, spec)
     finally:
         raw.close_temp()
 
 
-def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates: bool,
-              max_amount: float | None) -> Transactions:
+def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
+    returns, drop_duplicates, max_amount = options.returns, options.drop_duplicates, options.max_amount
     con = raw.con
     shape = con.sql("SELECT * FROM raw LIMIT 0")
     types = {name: str(kind) for name, kind in zip(shape.columns, shape.types, strict=True)}
@@ -235,7 +245,7 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
         parsed[c] = _number_expr(c, types[c], raw.decimal)
 
     def text(c):  # the source value as trimmed text, NULL when empty
-        return f"nullif(trim(CAST({_ident('_src_' + c)} AS VARCHAR)), '')"
+        return f"nullif(trim(CAST({sql_ident('_src_' + c)} AS VARCHAR)), '')"
 
     # A CASE evaluates a branch only for the rows that reach it, so the text conversions
     # below cost nothing for valid rows.
@@ -247,27 +257,27 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
     if max_amount is not None:
         checks.append((f"abs(amount) > {float(max_amount)!r}", "amount_out_of_range"))
     for c in numeric:
-        checks.append((f"({_ident(c)} IS NULL OR NOT isfinite({_ident(c)})) "
+        checks.append((f"({sql_ident(c)} IS NULL OR NOT isfinite({sql_ident(c)})) "
                        f"AND {text(c)} IS NOT NULL", f"bad_{c}"))
     if returns == "quarantine":
         checks.append(("amount < 0", "negative_amount"))
     status = "CASE " + " ".join(f"WHEN {cond} THEN '{code}'" for cond, code in checks) \
         + " ELSE 'ok' END"
 
-    inner = ", ".join(f"{expr} AS {_ident(c)}" for c, expr in parsed.items())
-    sources = ", ".join(f"raw.{_ident(c)} AS {_ident('_src_' + c)}" for c in names)
-    typed_cols = ", ".join(_ident(c) for c in names)
+    inner = ", ".join(f"{expr} AS {sql_ident(c)}" for c, expr in parsed.items())
+    sources = ", ".join(f"raw.{sql_ident(c)} AS {sql_ident('_src_' + c)}" for c in names)
+    typed_cols = ", ".join(sql_ident(c) for c in names)
     raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN {text(c)} END AS raw_{c}" for c in names)
     try:
-        con.execute(f"""
+        loaded = con.execute(f"""
             CREATE OR REPLACE TEMP TABLE tx AS
             SELECT source_line, status, {typed_cols}, {raw_cols} FROM (
                 SELECT *, {status} AS status FROM (
-                    SELECT source_line, {inner}, {sources} FROM raw))""")
+                    SELECT source_line, {inner}, {sources} FROM raw))""").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
-    key = ", ".join(_ident(c) for c in names)
+    key = ", ".join(sql_ident(c) for c in names)
     duplicates = 0
     if drop_duplicates:
         con.execute(f"""
@@ -304,7 +314,8 @@ def _validate(raw: RawTable, options: ReadOptions, returns: str, drop_duplicates
                                           "see the rejects file)")
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
-                        malformed=raw.malformed, first_date=first, last_date=last)
+                        malformed=raw.malformed, first_date=first, last_date=last,
+                        rows_read=int(loaded) + len(raw.malformed))
 
 
 def _build_days(con, names: list[str]) -> None:
@@ -313,8 +324,8 @@ def _build_days(con, names: list[str]) -> None:
     non-negative amount), rows, and the sum and count of each optional numeric column."""
     purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in names
                  else "count(*) FILTER (WHERE amount >= 0)")
-    extra = "".join(f", sum({_ident(c)}) AS {_ident('sum_' + c)}, count({_ident(c)}) AS "
-                    f"{_ident('n_' + c)}"
+    extra = "".join(f", sum({sql_ident(c)}) AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
+                    f"{sql_ident('n_' + c)}"
                     for c in names if c not in ("customer_id", "date", "amount", "order_id"))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day AS
@@ -357,7 +368,7 @@ def _date_expr(kind: str, date_format: str | None) -> str:
     if date_format:
         if kind in ("FLOAT", "DOUBLE"):
             text = "CAST(CAST(raw.date AS BIGINT) AS VARCHAR)"
-        return f"CAST(try_strptime({text}, {_lit(date_format)}) AS DATE)"
+        return f"CAST(try_strptime({text}, {sql_literal(date_format)}) AS DATE)"
     if kind in _NUMERIC_TYPES:
         return _excel_serial("CAST(raw.date AS DOUBLE)")
     serial = _excel_serial(f"TRY_CAST({text} AS DOUBLE)")
@@ -373,7 +384,7 @@ def _excel_serial(number: str) -> str:
 
 
 def _number_expr(col: str, kind: str, decimal: str) -> str:
-    ref = f"raw.{_ident(col)}"
+    ref = f"raw.{sql_ident(col)}"
     if kind in _NUMERIC_TYPES:
         return f"CAST({ref} AS DOUBLE)"
     text = f"nullif(trim(CAST({ref} AS VARCHAR)), '')"

@@ -9,8 +9,10 @@ from clvtier.evaluate.metrics import (
     segment_outcomes,
     top_decile_lift,
     top_share,
+    value_gini,
     value_metrics,
+    value_top_share,
 )
 
 __all__ = ["calibration_table", "churn_metrics", "decile_mape", "expected_calibration_error",
-           "normalized_gini", "segment_outcomes", "top_decile_lift", "top_share", "value_metrics"]
+           "normalized_gini", "segment_outcomes", "top_decile_lift", "top_share", "value_gini", "value_metrics", "value_top_share"]

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 
 def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
@@ -66,12 +67,37 @@ def normalized_gini(actual, predicted) -> float:
     return float(_gini(_ranked_actual(a, p)) / best) if best > 0 else float("nan")
 
 
+def _top_count(share: float, n: int) -> int:
+    """How many customers "the top ``share``" is: ``round(share * n)``, at least one."""
+    return max(1, int(round(share * n)))
+
+
 def top_share(actual, predicted, share: float = 0.2) -> float:
-    """Share of total actual value held by the ``share`` of customers ranked highest by ``predicted``."""
+    """Share of total actual value held by the ``share`` of customers ranked highest by ``predicted``
+    (the ranking's top share; ties averaged)."""
     a, p = _arrays(actual, predicted)
-    k = int(round(share * a.size))
     total = _sum(a)
-    return float(_sum(_ranked_actual(a, p)[:k]) / total) if total > 0 else float("nan")
+    return float(_sum(_ranked_actual(a, p)[: _top_count(share, a.size)]) / total) if total > 0 else float("nan")
+
+
+def value_gini(values) -> float:
+    """Gini coefficient of the concentration of ``values`` (past spend or profit; negatives count
+    as 0): 0 when all are equal, towards 1 when one customer holds everything. Not to be confused
+    with :func:`normalized_gini`, which scores a *ranking* of future value."""
+    x = np.clip(np.asarray(values, dtype=float), 0, None)
+    if x.size == 0 or _sum(x) <= 0:
+        return 0.0
+    # twice the area between the Lorenz curve (customers sorted by value) and the diagonal
+    return float(2 * _gini(np.sort(x)[::-1]))
+
+
+def value_top_share(values, share: float = 0.2) -> float:
+    """Share of the (non-negative) total held by the top ``share`` of customers (at least one):
+    the concentration of ``values``, ranked by themselves."""
+    x = np.clip(np.asarray(values, dtype=float), 0, None)
+    if x.size == 0 or _sum(x) <= 0:
+        return 0.0
+    return top_share(x, x, share)
 
 
 def decile_mape(actual, predicted, bins: int = 10) -> float:
@@ -96,7 +122,7 @@ def value_metrics(actual, predicted) -> dict[str, float]:
     a, p = _arrays(actual, predicted)
     return {
         "gini": normalized_gini(a, p),
-        "spearman": _pearson(stats.rankdata(a), stats.rankdata(p)) if np.ptp(p) * np.ptp(a) > 0 else math.nan,
+        "spearman": float(stats.spearmanr(a, p).statistic) if np.ptp(p) * np.ptp(a) > 0 else math.nan,
         "top20_share": top_share(a, p, 0.2),
         "decile_mape": decile_mape(a, p),
         "mae": _mean(np.abs(a - p)),
@@ -105,11 +131,6 @@ def value_metrics(actual, predicted) -> dict[str, float]:
         "total_actual": _sum(a),
         "total_ratio": _sum(p) / _sum(a) if _sum(a) > 0 else float("nan"),
     }
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    dx, dy = x - _mean(x), y - _mean(y)
-    return float(_sum(dx * dy) / math.sqrt(_sum(dx * dx) * _sum(dy * dy)))
 
 
 def top_decile_lift(label, score, share: float = 0.1) -> float:
@@ -144,24 +165,6 @@ def _check_probability(p: np.ndarray):
         raise ValueError(f"{int(((p < 0) | (p > 1)).sum())} probabilities are outside [0, 1]")
 
 
-def _roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney form of ROC-AUC (ties count half): scikit-learn's value, summed exactly."""
-    positives = y == 1
-    n1, n0 = int(positives.sum()), int((~positives).sum())
-    return (_sum(stats.rankdata(s)[positives]) - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-
-def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """Average precision, sum over thresholds of (recall step) x precision, as scikit-learn's."""
-    order = np.argsort(-s, kind="stable")
-    ys, ss = y[order], s[order]
-    ends = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # last row of each distinct score
-    tps = np.cumsum(ys)[ends]
-    precision = tps / (ends + 1)
-    recall = tps / tps[-1]
-    return _sum(np.diff(np.r_[0.0, recall]) * precision)
-
-
 def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, float]:
     """Metrics of a churn score (higher = more likely to churn) against the observed churn label.
 
@@ -174,15 +177,15 @@ def churn_metrics(churned, score, *, probability: bool = True) -> dict[str, floa
         raise ValueError("churn labels must be 0 or 1")
     both = 0 < y.sum() < y.size
     out = {
-        "roc_auc": _roc_auc(y, s) if both else float("nan"),
-        "pr_auc": _average_precision(y, s) if both else float("nan"),
+        "roc_auc": float(roc_auc_score(y, s)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, s)) if both else float("nan"),
         "top_decile_lift": top_decile_lift(y, s),
         "brier": float("nan"),
         "ece": float("nan"),
     }
     if probability:
         _check_probability(s)
-        out["brier"] = _mean((s - y) ** 2)
+        out["brier"] = float(brier_score_loss(y, s))
         out["ece"] = expected_calibration_error(y, s)
     return out
 

@@ -9,7 +9,8 @@ from clvtier.features.summary import (
     customer_features,
     repeat_purchases_by_period,
     unit_days,
+    window_length,
 )
 
 __all__ = ["BTYD_COLUMNS", "TIME_UNITS", "WINDOWS", "btyd_summary", "calibration_holdout",
-           "customer_features", "repeat_purchases_by_period", "unit_days"]
+           "customer_features", "repeat_purchases_by_period", "unit_days", "window_length"]

@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from clvtier.data.io import _ident, _lit
+from clvtier.data.io import sql_ident, sql_literal
 from clvtier.data.schema import Transactions, load_transactions, to_date
 from clvtier.errors import InputError
 
@@ -30,6 +30,11 @@ def unit_days(time_unit: str) -> int:
     return TIME_UNITS[time_unit]
 
 
+def window_length(horizon: float, time_unit: str) -> dt.timedelta:
+    """A horizon in ``time_unit`` as whole days of the daily clock (26 weeks -> 182 days)."""
+    return dt.timedelta(days=round(horizon * unit_days(time_unit)))
+
+
 def _as_transactions(data) -> Transactions:
     if isinstance(data, Transactions):
         return data
@@ -38,9 +43,9 @@ def _as_transactions(data) -> Transactions:
 
 def _days(as_of: dt.date, start: dt.date | None = None) -> str:
     """Customer-day rows (table ``day``, built by :func:`load_transactions`) in a window."""
-    sql = f"SELECT * FROM day WHERE date <= DATE {_lit(as_of)}"
+    sql = f"SELECT * FROM day WHERE date <= DATE {sql_literal(as_of)}"
     if start is not None:
-        sql += f" AND date > DATE {_lit(start)}"
+        sql += f" AND date > DATE {sql_literal(start)}"
     return sql
 
 
@@ -49,7 +54,7 @@ def _btyd_columns(as_of: dt.date, unit: int) -> str:
     monetary_value``; repeat-day spend is the total less the first day's."""
     return f"""CAST(count(*) - 1 AS DOUBLE) AS frequency,
                (max(date) - min(date)) / {unit}.0 AS recency,
-               (DATE {_lit(as_of)} - min(date)) / {unit}.0 AS T,
+               (DATE {sql_literal(as_of)} - min(date)) / {unit}.0 AS T,
                CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
                     ELSE 0.0 END AS monetary_value"""
 
@@ -107,7 +112,7 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
     """The query behind :func:`customer_features`, ordered by customer_id, for callers that stream
     its rows (the batch scorer); pass each chunk of rows through :func:`finish_features`."""
     unit = unit_days(time_unit)
-    a = f"DATE {_lit(as_of)}"
+    a = f"DATE {sql_literal(as_of)}"
     windows = []
     for w in WINDOWS:
         windows.append(f"sum(amount) FILTER (WHERE date > {a} - {w}) AS spend_{w}d")
@@ -116,11 +121,11 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
     for c in tx.optional_columns:
         if c == "order_id":
             continue
-        s, n = _ident("sum_" + c), _ident("n_" + c)
+        s, n = sql_ident("sum_" + c), sql_ident("n_" + c)
         if c in ("quantity", "profit"):
             extras.append(f"sum({s}) AS {c}_total")
         else:
-            extras.append(f"sum({s}) / nullif(sum({n}), 0) AS {_ident(c + '_mean')}")
+            extras.append(f"sum({s}) / nullif(sum({n}), 0) AS {sql_ident(c + '_mean')}")
     if "profit" in tx.columns:
         extras.append("sum(sum_profit) / nullif(sum(amount), 0) AS margin")
     sql = f"""
@@ -210,7 +215,7 @@ def repeat_purchases_by_period(data, *, calibration_end, observation_end,
     unit = unit_days(time_unit)
     counts = tx.con.sql(f"""
         WITH known AS (SELECT customer_id FROM ({_days(cal)}) GROUP BY customer_id)
-        SELECT CAST(ceil((d.date - DATE {_lit(cal)}) / {unit}.0) AS BIGINT) AS period,
+        SELECT CAST(ceil((d.date - DATE {sql_literal(cal)}) / {unit}.0) AS BIGINT) AS period,
                count(*) AS repeat_purchases
         FROM ({_days(obs, start=cal)}) d SEMI JOIN known USING (customer_id)
         GROUP BY period ORDER BY period""").df()

@@ -12,7 +12,7 @@ from clvtier.data.datasets import load_cdnow
 from clvtier.features import customer_features
 from clvtier.pipelines.score import ScoreResult, score
 from clvtier.pipelines.segment import format_profile
-from clvtier.pipelines.train import TrainResult
+from clvtier.pipelines.train import TrainResult, train
 from clvtier.segment import Segmentation, diagnose, rfm_map
 
 CDNOW_AS_OF = "1998-06-30"
@@ -54,6 +54,13 @@ class DemoResult:
             lines += ["", f"Tiers as of {CDNOW_AS_OF}, compared with {PREVIOUS_AS_OF} "
                           f"(the champion {self.tiers.model.uri})", self.tiers.format()]
         return "\n".join(lines)
+
+
+def demo(config, output_dir, *, tracking_uri=None, progress=None) -> DemoResult:
+    """Train ``config`` (an :class:`~clvtier.config.ExperimentConfig`, normally
+    ``experiments/cdnow.yaml``), then run the rest of the demo (:func:`run_demo`)."""
+    trained = train(config, tracking_uri=tracking_uri, progress=progress)
+    return run_demo(output_dir, trained)
 
 
 def run_demo(output_dir, trained: TrainResult) -> DemoResult:

@@ -18,13 +18,8 @@ have fixed boundaries and nothing time-dependent is written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import math
-import os
-import pickle
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,34 +31,28 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clvtier.data import Accounting, ReadOptions, load_transactions, to_date
-from clvtier.data.io import _lit, atomic_output, output_format
+from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
+from clvtier.data.io import atomic_output, output_format, sql_literal
+from clvtier.data.privacy import id_salt, pseudonymize
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
 from clvtier.segment.rfm import rfm_score_sql
 from clvtier.tiering import OUTPUT_COLUMNS, TieringModel
+from clvtier.tiering.monitor import Migration, check_previous, compare
 from clvtier.tiering.policy import TierPolicy, load_policy
-from clvtier.tracking import environment_tags, experiment_id, resolve_tracking_uri, use_tracking_uri
+from clvtier.tracking import resolve_tracking_uri, use_tracking_uri
+from clvtier.tracking.models import LoadedModel, load_model
+from clvtier.tracking.runs import SCORING_EXPERIMENT, log_scoring
 
 log = logging.getLogger(__name__)
 
-SALT_ENV = "CLVTIER_ID_SALT"
 #: DuckDB's default memory limit here: beyond it, it spills to the scratch folder.
 MEMORY_LIMIT = "4GB"
-SCORING_EXPERIMENT = "scoring"
 #: Output columns after the model's: the policy's verdict and where it came from.
 TIER_COLUMNS = ("tier", "at_risk", "tier_reason", "action", "model_name", "model_version", "policy")
 SCORE_COLUMNS = (*OUTPUT_COLUMNS, *TIER_COLUMNS)
 _RFM = ("r_score", "f_score", "m_score")
-
-
-@dataclass
-class LoadedModel:
-    model: TieringModel
-    name: str
-    version: str
-    uri: str
 
 
 @dataclass
@@ -77,11 +66,14 @@ class ScoreResult:
     accounting: Accounting
     customers: int
     tiers: pd.DataFrame
-    migration: pd.DataFrame | None = None
-    warnings: list[str] = field(default_factory=list)
+    migration: Migration | None = None
     run_id: str | None = None
     tracking_uri: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.migration.warnings if self.migration is not None else []
 
     def format(self) -> str:
         """Plain-text summary for people: accounting, tier table, migration, warnings."""
@@ -97,7 +89,12 @@ class ScoreResult:
             t.to_string(index=False),
         ]
         if self.migration is not None:
-            lines += ["", "migration (rows: previous tier, columns: tier now)", self.migration.to_string()]
+            what = "policy change: " if self.migration.policy_change else ""
+            lines += [
+                "",
+                f"{what}migration (rows: previous tier, columns: tier now)",
+                self.migration.matrix.to_string(),
+            ]
         lines += [f"WARNING: {w}" for w in self.warnings]
         if self.run_id:
             lines.append(
@@ -106,60 +103,71 @@ class ScoreResult:
         return "\n".join(lines)
 
 
-def load_model(ref: str) -> LoadedModel:
-    """A tiering model from an exported folder (``models/<name>``, with ``registered.json``) or a
-    registry URI (``models:/<name>@champion``, ``models:/<name>/3``)."""
-    import mlflow
+@dataclass(frozen=True)
+class ScoreOptions:
+    """The scoring job's settings, checked before any work (:func:`check_options`)."""
 
-    from clvtier.tracking.pyfunc import ARTIFACT
-
-    if str(ref).startswith("models:/"):
-        name, _, which = str(ref).removeprefix("models:/").partition("@")
-        client = mlflow.MlflowClient()
-        try:
-            if which:
-                version = client.get_model_version_by_alias(name, which).version
-            else:
-                name, _, version = name.partition("/")
-            path = mlflow.artifacts.download_artifacts(str(ref))
-        except mlflow.exceptions.MlflowException as exc:
-            raise InputError(str(ref), f"cannot load from the registry: {str(exc).splitlines()[0]}") from None
-        folder = Path(path)
-    else:
-        folder = Path(ref)
-        info = folder / "registered.json"
-        if not (folder / "MLmodel").is_file() or not info.is_file():
-            raise InputError(
-                str(ref),
-                "not an exported tiering model (expected MLmodel and registered.json; "
-                "train one with `clvtier train`)",
-            )
-        meta = json.loads(info.read_text())
-        name, version = meta["registered_model"], str(meta["version"])
-    pickled = folder / "artifacts" / f"{ARTIFACT}.pkl"
-    if not pickled.is_file():
-        raise InputError(str(ref), f"the model has no {pickled.name}: not a clvtier tiering model")
-    with open(pickled, "rb") as handle:
-        model = pickle.load(handle)
-    return LoadedModel(model=model, name=name, version=str(version), uri=str(ref))
+    as_of: object
+    output: Path
+    previous: Path | None = None
+    drift_threshold: float = 0.2
+    allow_policy_change: bool = False
+    pseudonymize_ids: bool = False
+    chunk_size: int = 250_000
+    memory_limit: str = MEMORY_LIMIT
+    lang: str = "en"
 
 
-def pseudonymize(ids: pd.Series, salt: str) -> pd.Series:
-    """HMAC-SHA256 of each id under ``salt``, first 20 hex digits: stable for one salt, not
-    reversible without it."""
-    key = salt.encode()
-    return ids.astype(str).map(lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:20])
-
-
-def id_salt() -> str:
-    salt = os.environ.get(SALT_ENV, "")
-    if len(salt) < 16:
+def check_options(o: ScoreOptions) -> tuple:
+    """Validate every option that does not need the data; returns (as_of date, output format,
+    salt or None)."""
+    if o.chunk_size < 1:
+        raise InputError("chunk_size", f"must be a positive number of customers; got {o.chunk_size}")
+    if not o.drift_threshold > 0:
+        raise InputError("drift_threshold", f"must be a positive share, e.g. 0.2; got {o.drift_threshold}")
+    try:
+        duckdb.connect().execute(f"SET memory_limit = {sql_literal(o.memory_limit)}")
+    except duckdb.Error:
         raise InputError(
-            SALT_ENV,
-            "--pseudonymize-ids needs a secret salt of at least 16 characters in "
-            f"the environment variable {SALT_ENV}",
-        )
-    return salt
+            "memory_limit", f"expected a size like 4GB or 500MB; got {o.memory_limit!r}"
+        ) from None
+    return to_date(o.as_of, what="as_of"), output_format(o.output), id_salt() if o.pseudonymize_ids else None
+
+
+def load(model, policy, uri: str) -> tuple[LoadedModel, TierPolicy]:
+    """The model (folder or registry URI) and the policy: the given one, else the model's."""
+    if str(model).startswith("models:/"):
+        use_tracking_uri(uri)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    return loaded, _policy(policy, loaded.model)
+
+
+def read(source, spec: LoadSpec | None, day, con) -> Accounting:
+    """Read and validate ``source`` into ``con``'s table ``tx``; the accounting as of ``day``."""
+    tx = load_transactions(source, spec or LoadSpec(), con=con)
+    accounting = tx.accounting(day)
+    if accounting.rows_used == 0:
+        raise InputError(tx.source, f"no valid transactions on or before as_of {day}")
+    return tx, accounting
+
+
+def features(con, tx, day, time_unit: str) -> None:
+    """Every customer's features and population-wide RFM scores, as table ``features``."""
+    con.execute(
+        f"CREATE TABLE features AS SELECT *, {rfm_score_sql()} FROM ({features_sql(tx, day, time_unit)})"
+    )
+
+
+@contextlib.contextmanager
+def _scratch(memory_limit: str):
+    """A scratch folder with a DuckDB database that spills into it, removed on the way out."""
+    with tempfile.TemporaryDirectory(prefix="clvtier-score-") as folder:
+        scratch = Path(folder)
+        with duckdb.connect(str(scratch / "scratch.duckdb")) as con:
+            con.execute(f"SET temp_directory = {sql_literal(scratch / 'spill')}")
+            con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+            con.execute("SET preserve_insertion_order = false")
+            yield scratch, con
 
 
 def score(
@@ -168,15 +176,12 @@ def score(
     *,
     as_of,
     output,
+    spec: LoadSpec | None = None,
     policy: str | Path | TierPolicy | None = None,
     previous=None,
     drift_threshold: float = 0.2,
+    allow_policy_change: bool = False,
     pseudonymize_ids: bool = False,
-    columns=None,
-    options: ReadOptions | None = None,
-    returns: str = "net",
-    drop_duplicates: bool = False,
-    max_amount: float | None = None,
     chunk_size: int = 250_000,
     memory_limit: str | None = None,
     lang: str = "en",
@@ -189,10 +194,9 @@ def score(
     Parameters
     ----------
     model : str or LoadedModel
-        Exported folder or ``models:/`` URI (see :func:`load_model`).
+        Exported folder or ``models:/`` URI (see :func:`clvtier.tracking.models.load_model`).
     source : path or DataFrame
-        Transactions (CSV, Parquet, Excel), mapped with ``columns`` and read with ``options``;
-        ``returns``, ``drop_duplicates`` and ``max_amount`` as in :func:`~clvtier.data.load_transactions`.
+        Transactions (CSV, Parquet, Excel), read as ``spec`` says (:class:`~clvtier.data.LoadSpec`).
     as_of : date-like
         Last day of history, inclusive; later rows are counted as after ``as_of`` and not used.
     output : path
@@ -201,7 +205,9 @@ def score(
         Default: the policy the model was trained with, else ``corporate4``.
     previous : path, optional
         An earlier output: the tier migration matrix is computed and tier size changes above
-        ``drift_threshold`` (a share of the earlier size) are warned about.
+        ``drift_threshold`` (a share of the earlier size) are warned about. It must have been
+        scored with the same policy unless ``allow_policy_change`` (then the migration is labelled
+        a policy change and no drift warning fires).
     pseudonymize_ids : bool, default=False
         Replace customer ids by their salted hash (salt from ``CLVTIER_ID_SALT``).
     chunk_size : int, default=250_000
@@ -213,61 +219,40 @@ def score(
         Log a run in the ``scoring`` experiment: tier sizes and value shares, model version, row
         accounting, policy, migration. No customer rows or ids.
     """
+    o = ScoreOptions(
+        as_of,
+        Path(output),
+        None if previous is None else Path(previous),
+        drift_threshold,
+        allow_policy_change,
+        pseudonymize_ids,
+        chunk_size,
+        memory_limit or MEMORY_LIMIT,
+        lang,
+    )
     step = Steps(progress)
-    if chunk_size < 1:
-        raise InputError("chunk_size", f"must be a positive number of customers; got {chunk_size}")
-    fmt = output_format(output)
-    day = to_date(as_of, what="as_of")
-    salt = id_salt() if pseudonymize_ids else None
-    if not drift_threshold > 0:
-        raise InputError("drift_threshold", f"must be a positive share, e.g. 0.2; got {drift_threshold}")
-    if previous is not None:
-        _tiers_relation(previous)  # fail before the work, not after it
-    limit = memory_limit or MEMORY_LIMIT
-    try:
-        duckdb.connect().execute(f"SET memory_limit = {_lit(limit)}")
-    except duckdb.Error:
-        raise InputError("--memory-limit", f"expected a size like 4GB or 500MB; got {limit!r}") from None
+    day, fmt, salt = check_options(o)
     uri = resolve_tracking_uri(tracking_uri)
     with step("load model and policy"):
-        if str(model).startswith("models:/"):
-            use_tracking_uri(uri)
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
-        policy = _policy(policy, loaded.model)
-    with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clvtier-score-")))
-        con = stack.enter_context(duckdb.connect(str(scratch / "scratch.duckdb")))
-        con.execute(f"SET temp_directory = {_lit(scratch / 'spill')}")
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-        con.execute("SET preserve_insertion_order = false")
+        loaded, policy = load(model, policy, uri)
+        policy_change = (
+            check_previous(o.previous, policy, allow_policy_change=o.allow_policy_change)
+            if o.previous is not None
+            else False
+        )
+    with _scratch(o.memory_limit) as (scratch, con):
         with step("read and validate"):
-            tx = load_transactions(
-                source,
-                columns=columns,
-                options=options,
-                returns=returns,
-                drop_duplicates=drop_duplicates,
-                max_amount=max_amount,
-                con=con,
-            )
-            accounting = tx.accounting(day)
-            if accounting.rows_used == 0:
-                raise InputError(tx.source, f"no valid transactions on or before as_of {day}")
+            tx, accounting = read(source, spec, day, con)
         with step("features"):
-            con.execute(
-                f"CREATE TABLE features AS SELECT *, {rfm_score_sql()} "
-                f"FROM ({features_sql(tx, day, loaded.model.time_unit)})"
-            )
+            features(con, tx, day, loaded.model.time_unit)
         with step("predict"):
             predictions = scratch / "predictions.parquet"
-            customers = _predict(con, loaded.model, policy, day, predictions, chunk_size)
+            customers = _predict(con, loaded.model, policy, day, predictions, o.chunk_size)
         with step("tier and write"):
-            population = pq.read_table(predictions, columns=policy.columns).to_pandas()
-            fitted = policy.fit(population)
-            del population
-            tiers = _write(predictions, output, fmt, fitted, loaded, chunk_size, salt, lang)
+            fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
+            tiers = _write(predictions, o.output, fmt, fitted, loaded, o.chunk_size, salt, o.lang)
     result = ScoreResult(
-        output=Path(output),
+        output=o.output,
         model=loaded,
         policy=policy,
         cutoffs=fitted.summary(),
@@ -276,18 +261,36 @@ def score(
         tiers=tiers,
         seconds=step.seconds,
     )
-    if previous is not None:
+    if o.previous is not None:
         with step("compare with previous"):
-            result.migration, result.warnings = compare(previous, output, policy, drift_threshold)
-            for w in result.warnings:
+            result.migration = compare(
+                o.previous, o.output, policy, o.drift_threshold, policy_change=policy_change
+            )
+            for w in result.migration.warnings:
                 log.warning(w)
     if log_to_mlflow:
         with step("log to MLflow"):
             result.tracking_uri = uri
-            result.run_id = _log_run(
-                result, uri, source, day, chunk_size, pseudonymize_ids, drift_threshold, previous
-            )
+            result.run_id = log_scoring(result, uri=uri, params=_run_params(result, source, day, o))
     return result
+
+
+def _run_params(result: ScoreResult, source, day, o: ScoreOptions) -> dict:
+    return {
+        "model.name": result.model.name,
+        "model.version": result.model.version,
+        "model.uri": result.model.uri,
+        "as_of": str(day),
+        "input": source if isinstance(source, str | Path) else "<DataFrame>",
+        "output_format": output_format(result.output),
+        "policy": result.policy.label,
+        "policy.digest": result.policy.digest(),
+        "chunk_size": o.chunk_size,
+        "pseudonymize_ids": o.pseudonymize_ids,
+        "drift_threshold": o.drift_threshold,
+        "previous": str(o.previous) if o.previous is not None else "",
+        "policy_change": result.migration is not None and result.migration.policy_change,
+    }
 
 
 def _policy(policy, model: TieringModel) -> TierPolicy:
@@ -410,134 +413,14 @@ def _write(
     )
 
 
-def _tiers_relation(source) -> str:
-    """SQL of ``customer_id, tier`` (text) from a scoring output file."""
-    path = Path(source)
-    fmt = output_format(path)
-    if not path.is_file():
-        raise InputError(str(path), "file not found")
-    reader = (
-        f"read_parquet({_lit(path)})" if fmt == "parquet" else f"read_csv({_lit(path)}, all_varchar=true)"
-    )
-    return f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST(tier AS VARCHAR) AS tier FROM {reader}"
-
-
-def migration_matrix(previous, current, order: list[str]) -> pd.DataFrame:
-    """Customers by previous tier (rows, plus ``new``) and current tier (columns, plus ``gone``).
-
-    ``previous`` and ``current`` are scoring outputs (paths) or frames with ``customer_id`` and
-    ``tier``; the join runs in DuckDB, so only the matrix reaches pandas."""
-    con = duckdb.connect()
-    sides = []
-    for name, side in (("_before", previous), ("_now", current)):
-        if isinstance(side, pd.DataFrame):
-            con.register(name, side[["customer_id", "tier"]].astype(str))
-            sides.append(f"SELECT * FROM {name}")
-        else:
-            sides.append(_tiers_relation(side))
-    try:
-        counts = con.sql(f"""
-            SELECT coalesce(b.tier, 'new') AS before, coalesce(n.tier, 'gone') AS now, count(*) AS customers
-            FROM ({sides[0]}) b FULL OUTER JOIN ({sides[1]}) n USING (customer_id)
-            GROUP BY ALL""").df()
-    except duckdb.Error as exc:
-        where = previous if not isinstance(previous, pd.DataFrame) else "<previous>"
-        raise InputError(
-            str(where), f"not a scoring output (needs customer_id and tier): {str(exc).splitlines()[0]}"
-        ) from None
-    rows = [*order, *sorted(set(counts["before"]) - set(order) - {"new"}), "new"]
-    cols = [*order, *sorted(set(counts["now"]) - set(order) - {"gone"}), "gone"]
-    matrix = counts.pivot_table(
-        index="before", columns="now", values="customers", aggfunc="sum", fill_value=0
-    )
-    matrix = matrix.reindex(index=rows, columns=cols, fill_value=0).astype(np.int64)
-    matrix.index.name, matrix.columns.name = "before", "now"
-    return matrix
-
-
-def drift_warnings(matrix: pd.DataFrame, order: list[str], threshold: float) -> list[str]:
-    """A warning for each tier whose size changed by more than ``threshold`` of its earlier size."""
-    out = []
-    for tier in order:
-        before = int(matrix.loc[tier].sum()) if tier in matrix.index else 0
-        now = int(matrix[tier].sum()) if tier in matrix.columns else 0
-        if before == 0 and now == 0:
-            continue
-        change = (now - before) / before if before else math.inf
-        if abs(change) > threshold:
-            out.append(
-                f"tier {tier!r} changed size by {change:+.1%} ({before:,} -> {now:,} customers), "
-                f"more than the {threshold:.0%} allowed"
-            )
-    return out
-
-
-def compare(previous, output, policy: TierPolicy, threshold: float) -> tuple[pd.DataFrame, list[str]]:
-    order = [t.code for t in policy.tiers]
-    matrix = migration_matrix(previous, output, order)
-    return matrix, drift_warnings(matrix, order, threshold)
-
-
-def _log_run(result: ScoreResult, uri: str, source, day, chunk_size, pseudonymized, threshold, previous):
-    """One run in the ``scoring`` experiment: aggregates only, never customer rows or ids."""
-    import mlflow
-
-    use_tracking_uri(uri)
-    exp = experiment_id(SCORING_EXPERIMENT)
-    with mlflow.start_run(
-        experiment_id=exp, run_name=f"score {result.model.name} v{result.model.version} as of {day}"
-    ) as run:
-        mlflow.set_tags({**environment_tags(), "clvtier.command": "score"})
-        mlflow.log_params(
-            {
-                "model.name": result.model.name,
-                "model.version": result.model.version,
-                "model.uri": result.model.uri,
-                "as_of": str(day),
-                "input": source if isinstance(source, str | Path) else "<DataFrame>",
-                "output_format": output_format(result.output),
-                "policy": result.policy.label,
-                "policy.digest": result.policy.digest(),
-                "chunk_size": chunk_size,
-                "pseudonymize_ids": pseudonymized,
-                "drift_threshold": threshold,
-                "previous": str(previous) if previous is not None else "",
-            }
-        )
-        acc = {
-            f"rows.{k}": v
-            for k, v in result.accounting.as_dict().items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        mlflow.log_metrics({**acc, "customers": result.customers, "drift_warnings": len(result.warnings)})
-        for row in result.tiers.itertuples():
-            mlflow.log_metrics(
-                {
-                    f"tier.{row.tier}.customers": row.customers,
-                    f"tier.{row.tier}.share_customers": row.share_customers,
-                    f"tier.{row.tier}.share_predicted_value": row.share_predicted_value,
-                    f"tier.{row.tier}.share_past_value": row.share_past_value,
-                    f"tier.{row.tier}.at_risk": row.at_risk,
-                }
-            )
-        mlflow.log_text(result.tiers.to_csv(index=False), "tier_table.csv")
-        mlflow.log_dict(result.policy.model_dump(mode="json"), "policy.yaml")
-        mlflow.log_dict(result.cutoffs, "policy_cutoffs.json")
-        mlflow.log_dict(result.accounting.as_dict(), "row_accounting.json")
-        if result.migration is not None:
-            mlflow.log_text(result.migration.to_csv(), "migration.csv")
-            if result.warnings:
-                mlflow.log_text("\n".join(result.warnings) + "\n", "drift_warnings.txt")
-    return run.info.run_id
-
-
 __all__ = [
+    "MEMORY_LIMIT",
     "SCORE_COLUMNS",
+    "ScoreOptions",
     "ScoreResult",
-    "compare",
-    "drift_warnings",
-    "load_model",
-    "migration_matrix",
-    "pseudonymize",
+    "check_options",
+    "features",
+    "load",
+    "read",
     "score",
 ]

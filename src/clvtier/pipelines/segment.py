@@ -28,6 +28,7 @@ from clvtier.segment import (
     value_matrix,
     weighted_score,
 )
+from clvtier.segment.base import value_column
 from clvtier.segment.value import require_satisfaction
 
 METHODS = (
@@ -51,7 +52,7 @@ DEFAULT_INDICATORS = {"recency_days": "lower", "frequency_count": "higher", "mon
 def check_method(method: str) -> str:
     """The method name, or an InputError listing the valid ones."""
     if method not in METHODS:
-        raise InputError("--method", f"valid options are {', '.join(METHODS)}; got {method!r}")
+        raise InputError("method", f"valid options are {', '.join(METHODS)}; got {method!r}")
     return method
 
 
@@ -119,7 +120,7 @@ def segment_features(
         return rfm_map(features, RFM10, lang=lang)
     if method == "rfm-map":
         if o.map_path is None:
-            raise InputError("--method rfm-map", "needs --map FILE.yaml")
+            raise InputError("map_path", "method rfm-map needs a YAML map file")
         return rfm_map(features, load_rfm_map(o.map_path), lang=lang)
     if method == "abc":
         return abc(features, by=o.by, value=o.value, lang=lang, **shares)
@@ -152,7 +153,7 @@ def segment_features(
         n_clusters=o.n_clusters,
         k_range=o.k_range,
         selection=o.selection,
-        value=o.value or "monetary_total",
+        value=value_column(features, o.value),
         random_state=o.random_state,
         lang=lang,
         **extra,

@@ -1,51 +1,44 @@
-"""``train(config)``: load -> features -> fit -> evaluate out of time -> log to MLflow -> register.
+"""``train(config)``: prepare -> fit -> evaluate out of time -> log to MLflow -> register.
 
-One MLflow run per call (in the experiment named by the config) with a nested run per model.
-The parent run holds the flattened config, the protocol, the data fingerprint, the row
-accounting, package versions and git commit, the benchmark table, the comparison plots and the
-tiering model; each nested run holds its model's settings, fitted parameters, test metrics,
-plots and (XGBoost, clusters) the model itself. No customer rows or ids are logged unless
-``log_data`` is set.
+Each step is a plain function of the previous steps' results, callable and testable alone:
+
+- :func:`prepare`: load and validate the data, the protocol's cutoffs, the feature tables at the
+  training and the test cutoff, the tier policy, the data fingerprint (computed in DuckDB);
+- :func:`fit`: every configured model of the catalogue (:func:`clvtier.clv.catalogue.fit_models`);
+- :func:`evaluate`: the benchmark table on the test window, calibration, cluster outcomes, the
+  tiering model and what the registry needs to know about it;
+- :func:`log`: the run in MLflow (:func:`clvtier.tracking.runs.log_training`);
+- :func:`register`: the registry's decision and the export
+  (:func:`clvtier.tracking.registry.register_and_export`).
+
+No MLflow calls, maths or file formats live here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import hashlib
 import json
-import math
-import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
-from clvtier.clv import btyd_outputs
-from clvtier.config import METRIC_DIRECTIONS, DataConfig, ExperimentConfig, SplitConfig
-from clvtier.data import Accounting, ReadOptions, Transactions, load_transactions
+from clvtier.clv.catalogue import Fit, fit_models
+from clvtier.config import DataConfig, ExperimentConfig, SplitConfig
+from clvtier.data import Accounting, Transactions, load_transactions
 from clvtier.data.datasets import load_cdnow, synthetic_transactions
 from clvtier.evaluate import segment_outcomes
-from clvtier.features import repeat_purchases_by_period, unit_days
-from clvtier.pipelines.evaluate_models import (
-    FittedModel,
-    benchmark_table,
-    fit_models,
-    out_of_time_frames,
-)
+from clvtier.features import repeat_purchases_by_period, window_length
+from clvtier.pipelines.evaluate_models import benchmark_table, out_of_time_frames, test_predictions
 from clvtier.pipelines.steps import Steps
-from clvtier.report import plots
-from clvtier.segment import ValueClusters, diagnose
+from clvtier.segment import Diagnosis, diagnose
 from clvtier.tiering import TieringModel
-from clvtier.tiering.policy import load_policy
-from clvtier.tracking import environment_tags, experiment_id, resolve_tracking_uri, use_tracking_uri
-from clvtier.tracking.pyfunc import log_tiering_model
-from clvtier.tracking.registry import CHAMPION, decide, export, register
-from clvtier.tracking.store import pinned_requirements
+from clvtier.tiering.policy import TierPolicy, load_policy
+from clvtier.tracking import resolve_tracking_uri
+from clvtier.tracking.registry import register_and_export
+from clvtier.tracking.runs import LoggedRun, log_training
 
 STEPS = (
     "load and validate data",
@@ -55,6 +48,45 @@ STEPS = (
     "log to MLflow",
     "register and export",
 )
+
+
+@dataclass
+class Prepared:
+    """The data of a training run: transactions, protocol, feature tables, policy, fingerprint."""
+
+    transactions: Transactions
+    accounting: Accounting
+    protocol: dict
+    fingerprint: str
+    policy: TierPolicy
+    train: pd.DataFrame | None = None
+    test: pd.DataFrame | None = None
+
+
+@dataclass
+class Evaluation:
+    """Test-window results: metrics table, calibration, predictions, cluster outcomes, the tiering
+    model and its metadata."""
+
+    table: pd.DataFrame
+    calibration: pd.DataFrame
+    predictions: dict
+    test_metrics: dict[str, float]
+    model_info: dict
+    tiering: TieringModel
+    diagnosis: Diagnosis
+    tracking_curves: tuple
+    clusters: pd.DataFrame | None = None
+
+
+@dataclass
+class Run:
+    """Everything a training run produced before it is logged (what :mod:`tracking.runs` reads)."""
+
+    config: ExperimentConfig
+    prepared: Prepared
+    fits: dict[str, Fit]
+    evaluation: Evaluation
 
 
 @dataclass
@@ -119,21 +151,7 @@ def load_data(cfg: DataConfig) -> Transactions:
         )
     else:
         source = cfg.path
-    options = ReadOptions(
-        delimiter=cfg.delimiter,
-        decimal=cfg.decimal,
-        encoding=cfg.encoding,
-        sheet=cfg.sheet,
-        date_format=cfg.date_format,
-    )
-    return load_transactions(
-        source,
-        columns=cfg.columns or None,
-        options=options,
-        returns=cfg.returns,
-        drop_duplicates=cfg.drop_duplicates,
-        max_amount=cfg.max_amount,
-    )
+    return load_transactions(source, cfg.spec)
 
 
 def protocol(cfg: SplitConfig, tx: Transactions) -> dict:
@@ -142,7 +160,7 @@ def protocol(cfg: SplitConfig, tx: Transactions) -> dict:
     if cfg.holdout_last is None:
         train_cut, test_cut = cfg.train_cutoff, cfg.test_cutoff
     else:
-        window = dt.timedelta(days=round(horizon * unit_days(cfg.time_unit)))
+        window = window_length(horizon, cfg.time_unit)
         test_cut = tx.last_date - window
         train_cut = test_cut - window
     return {
@@ -153,161 +171,129 @@ def protocol(cfg: SplitConfig, tx: Transactions) -> dict:
     }
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of the rows' values (order included): equal data, equal fingerprint."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    digest.update(",".join(map(str, frame.columns)).encode())
-    return digest.hexdigest()
-
-
 def protocol_digest(fingerprint_: str, proto: dict) -> str:
     text = json.dumps({"data": fingerprint_, **proto}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tiering_model(
-    config: ExperimentConfig, fitted: dict[str, FittedModel], proto: dict, info: dict
-) -> TieringModel:
-    """The registered model: the chosen CLV/churn model, the BTYD model behind expected purchases
-    and P(alive), the spend model; fitted exactly as evaluated (no refit after the test)."""
-    t = config.tiering
-    clv = fitted[t.clv_model]
-    purchase = {t.btyd_model: fitted[t.btyd_model].purchase}
-    base = clv.base if t.clv_model == "hybrid" else (None if t.clv_model == "xgboost" else t.clv_model)
-    if base is not None:
-        purchase[base] = clv.purchase
-    return TieringModel(
-        purchase_models=purchase,
-        spend_model=fitted[t.btyd_model].spend,
-        clv_model=t.clv_model,
-        btyd_model=t.btyd_model,
-        horizon=proto["horizon"],
-        time_unit=proto["time_unit"],
-        ml=clv.ml,
-        base=clv.base,
-        scale=clv.scale,
-        info=info,
+def prepare(config: ExperimentConfig) -> Prepared:
+    """Load and validate the data; the protocol, policy and fingerprint (no features yet)."""
+    tx = load_data(config.data)
+    return Prepared(
+        transactions=tx,
+        accounting=tx.accounting(),
+        protocol=protocol(config.split, tx),
+        fingerprint=tx.fingerprint(),
+        policy=load_policy(config.tiering.policy),
     )
 
 
-def _median_row(frame: pd.DataFrame, columns) -> pd.DataFrame:
-    """One made-up row (column medians): an input example that is no customer's data."""
-    return frame[list(columns)].astype(float).median().to_frame().T
+def features(prepared: Prepared) -> Prepared:
+    """The feature tables at the training and the test cutoff, with their targets."""
+    p = prepared.protocol
+    prepared.train, prepared.test = out_of_time_frames(
+        prepared.transactions,
+        train_cutoff=p["train_cutoff"],
+        test_cutoff=p["test_cutoff"],
+        horizon=p["horizon"],
+        time_unit=p["time_unit"],
+    )
+    return prepared
 
 
-def _metrics(row: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in row.items() if k not in ("model", "customers") and not pd.isna(v)}
+def fit(config: ExperimentConfig, prepared: Prepared) -> dict[str, Fit]:
+    """Every configured model, fitted under the protocol."""
+    p = prepared.protocol
+    return fit_models(
+        prepared.train,
+        prepared.test,
+        config.models.settings(),
+        horizon=p["horizon"],
+        time_unit=p["time_unit"],
+        random_state=config.seed,
+    )
 
 
-def _log_figure(fig, name: str) -> None:
-    mlflow.log_figure(fig, name)
-    fig.clear()
+def evaluate(config: ExperimentConfig, prepared: Prepared, fits: dict[str, Fit]) -> Evaluation:
+    """Metrics on the test window; the tiering model (fitted exactly as evaluated) and its metadata."""
+    test, p = prepared.test, prepared.protocol
+    predictions = test_predictions(test, fits)
+    table, calibration = benchmark_table(test, fits, predictions)
+    clusters = next((f.model for f in fits.values() if "clusters" in f.roles), None)
+    outcomes = None
+    if clusters is not None:
+        outcomes = segment_outcomes(clusters.predict(test), test["holdout_spend"], ~test["active"].to_numpy())
+    chosen = table.set_index("model").loc[config.tiering.clv_model].to_dict()
+    test_metrics = {
+        k: float(v) for k, v in chosen.items() if k not in ("model", "customers") and not pd.isna(v)
+    }
+    info = {
+        "registered_model": config.registry.name,
+        "experiment": config.experiment,
+        "protocol": {
+            **p,
+            "digest": protocol_digest(prepared.fingerprint, p),
+            "data_fingerprint": prepared.fingerprint,
+        },
+        "test_metrics": test_metrics,
+        "clv_model": config.tiering.clv_model,
+        "btyd_model": config.tiering.btyd_model,
+        "policy": prepared.policy.model_dump(mode="json"),
+    }
+    tiering = TieringModel(
+        clv=fits[config.tiering.clv_model].model, btyd=fits[config.tiering.btyd_model].model, info=info
+    )
+    return Evaluation(
+        table=table,
+        calibration=calibration,
+        predictions=predictions,
+        test_metrics=test_metrics,
+        model_info=info,
+        tiering=tiering,
+        diagnosis=diagnose(test),
+        tracking_curves=tracking_curves(fits, prepared),
+        clusters=outcomes,
+    )
 
 
-def _log_frame(frame: pd.DataFrame, folder: Path, name: str) -> None:
-    path = folder / name
-    frame.to_csv(path, index=False)
-    mlflow.log_artifact(str(path))
-
-
-def _child(name: str):
-    """A nested run in the parent's experiment (without it MLflow would use the default one)."""
-    return mlflow.start_run(run_name=name, nested=True, experiment_id=mlflow.active_run().info.experiment_id)
-
-
-def _log_model_runs(config, fitted, table, calibration, test, proto, folder, clustering) -> None:
-    rows = {r["model"]: r for r in table.to_dict("records")}
-    unit = proto["time_unit"]
-    for name, model in fitted.items():
-        with _child(name):
-            mlflow.set_tag("clvtier.model", name)
-            mlflow.log_params({f"model.{k}": v for k, v in model.params.items()})
-            mlflow.log_metrics(_metrics(rows[name]))
-            if model.ml is None:
-                mlflow.log_params({f"fitted.{k}": v for k, v in model.purchase.params_.items()})
-                mlflow.log_params({f"fitted.spend.{k}": v for k, v in model.spend.params_.items()})
-                mlflow.log_metric("log_likelihood", model.purchase.log_likelihood_)
-                max_f = int(min(test["frequency"].quantile(0.99), 40))
-                _log_figure(
-                    plots.probability_alive_matrix(
-                        model.purchase,
-                        max_frequency=max(max_f, 1),
-                        max_T=float(test["T"].max()),
-                        title=f"{name}: P(alive), T = max T ({unit})",
-                    ),
-                    "probability_alive.png",
-                )
-            else:
-                if model.base:
-                    mlflow.log_param("fitted.scale", model.scale)
-                parts = {"purchase": model.ml.purchase_model_.booster_, "spend": model.ml.spend_model_}
-                gains = {
-                    part: pd.Series(est.get_booster().get_score(importance_type="total_gain"))
-                    for part, est in parts.items()
-                }
-                _log_figure(
-                    plots.feature_importance(gains, title=f"{name}: feature importance"),
-                    "feature_importance.png",
-                )
-                inputs = (
-                    btyd_outputs(test, model.purchase, model.spend, proto["horizon"]) if model.base else test
-                )
-                example = _median_row(inputs, parts["spend"].get_booster().feature_names)
-                for part, est in parts.items():
-                    mlflow.xgboost.log_model(
-                        est,
-                        name=f"{name}_{part}",
-                        input_example=example,
-                        signature=mlflow.models.infer_signature(
-                            example, est.predict(example, output_margin=True)
-                        ),
-                        pip_requirements=pinned_requirements(),
-                    )
-            _log_frame(calibration[calibration["model"] == name], folder, f"{name}_calibration.csv")
-    if clustering is not None:
-        estimator, outcomes = clustering
-        with _child("clusters"):
-            mlflow.set_tag("clvtier.model", "clusters")
-            mlflow.log_params({f"model.{k}": v for k, v in config.models.clusters.model_dump().items()})
-            mlflow.log_param("fitted.n_clusters", estimator.n_clusters_)
-            for k, score in estimator.selection_scores_.items():
-                mlflow.log_metric("selection_score", score, step=int(k))
-            top = outcomes.iloc[0]
-            mlflow.log_metrics(
-                {
-                    "n_clusters": estimator.n_clusters_,
-                    "top_cluster_share_customers": float(top["share_customers"]),
-                    "top_cluster_share_holdout_spend": float(top["share_holdout_spend"]),
-                    "holdout_spend_monotone": float(outcomes.attrs["monotone"]),
-                }
-            )
-            _log_frame(outcomes, folder, "clusters_holdout.csv")
-            example = _median_row(test, estimator.features)
-            example.insert(0, "customer_id", "example")
-            mlflow.sklearn.log_model(
-                estimator,
-                name="clusters",
-                serialization_format="skops",
-                skops_trusted_types=["clvtier.segment.cluster.ValueClusters"],
-                input_example=example,
-                signature=mlflow.models.infer_signature(example, estimator.predict(example)),
-                pip_requirements=pinned_requirements(),
-            )
-
-
-def _tracking_curves(fitted, test, tx, proto) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    cut = dt.date.fromisoformat(proto["test_cutoff"])
-    window = dt.timedelta(days=round(proto["horizon"] * unit_days(proto["time_unit"])))
+def tracking_curves(fits: dict[str, Fit], prepared: Prepared) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Cumulative repeat purchases in the test window, actual and as each BTYD model expects."""
+    p, test = prepared.protocol, prepared.test
+    cut = pd.Timestamp(p["test_cutoff"]).date()
     actual = repeat_purchases_by_period(
-        tx, calibration_end=cut, observation_end=cut + window, time_unit=proto["time_unit"]
+        prepared.transactions,
+        calibration_end=cut,
+        observation_end=cut + window_length(p["horizon"], p["time_unit"]),
+        time_unit=p["time_unit"],
     )
-    ends = np.minimum(actual["period"].to_numpy(dtype=float), proto["horizon"])
+    ends = np.minimum(actual["period"].to_numpy(dtype=float), p["horizon"])
     predicted = {
-        name: np.array([model.purchase.expected_purchases(test, t).sum() for t in ends])
-        for name, model in fitted.items()
-        if model.ml is None
+        name: np.array([fit.model.purchase.expected_purchases(test, t).sum() for t in ends])
+        for name, fit in fits.items()
+        if "purchase" in fit.roles
     }
     return actual, predicted
+
+
+def log(run: Run, *, tracking_uri: str, log_data: bool = False) -> LoggedRun:
+    """The run in MLflow: params, metrics, plots, nested model runs, the tiering model."""
+    return log_training(run, uri=tracking_uri, log_data=log_data)
+
+
+def register(run: Run, logged: LoggedRun, *, tracking_uri: str):
+    """Champion or challenger by the registry metric; the champion is exported."""
+    config = run.config
+    return register_and_export(
+        logged.model_uri,
+        name=config.registry.name,
+        metric=config.registry.metric,
+        test_metrics=run.evaluation.test_metrics,
+        model_info=run.evaluation.model_info,
+        run_id=logged.run_id,
+        export_dir=config.registry.export_dir,
+        tracking_uri=tracking_uri,
+        experiment=config.experiment,
+    )
 
 
 def train(
@@ -331,192 +317,51 @@ def train(
         it ends.
     """
     steps = Steps(progress)
-    seed = config.seed
+    uri = resolve_tracking_uri(tracking_uri)
     with steps("load and validate data"):
-        tx = load_data(config.data)
-        policy = load_policy(config.tiering.policy)
-        proto = protocol(config.split, tx)
-        used = tx.to_pandas()
-        data_fingerprint = fingerprint(used)
-        accounting = tx.accounting()
+        prepared = prepare(config)
     with steps("features"):
-        train_frame, test = out_of_time_frames(
-            tx,
-            train_cutoff=proto["train_cutoff"],
-            test_cutoff=proto["test_cutoff"],
-            horizon=proto["horizon"],
-            time_unit=proto["time_unit"],
-        )
+        features(prepared)
     with steps("fit models"):
-        fitted = fit_models(
-            train_frame,
-            test,
-            config.models,
-            horizon=proto["horizon"],
-            time_unit=proto["time_unit"],
-            random_state=seed,
-        )
-        clustering = None
-        if config.models.clusters is not None:
-            estimator = ValueClusters(**config.models.clusters.model_dump(), random_state=seed).fit(test)
+        fits = fit(config, prepared)
     with steps("evaluate out of time"):
-        table, calibration = benchmark_table(test, fitted)
-        if config.models.clusters is not None:
-            clustering = (
-                estimator,
-                segment_outcomes(estimator.predict(test), test["holdout_spend"], ~test["active"].to_numpy()),
-            )
-        actual, predicted = _tracking_curves(fitted, test, tx, proto)
-        chosen = table.set_index("model").loc[config.tiering.clv_model]
-        test_metrics = _metrics(chosen.to_dict())
-        digest = protocol_digest(data_fingerprint, proto)
-        model_info = {
-            "registered_model": config.registry.name,
-            "experiment": config.experiment,
-            "protocol": {**proto, "digest": digest, "data_fingerprint": data_fingerprint},
-            "test_metrics": test_metrics,
-            "clv_model": config.tiering.clv_model,
-            "btyd_model": config.tiering.btyd_model,
-            "policy": policy.model_dump(mode="json"),
-        }
-        tiering = tiering_model(config, fitted, proto, model_info)
-
-    uri = use_tracking_uri(resolve_tracking_uri(tracking_uri))
-    with (
-        steps("log to MLflow"),
-        tempfile.TemporaryDirectory(prefix="clvtier-run-") as scratch,
-        _quiet_mlflow(),
-    ):
-        folder = Path(scratch)
-        exp_id = experiment_id(config.experiment)
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"train {config.experiment}") as run:
-            mlflow.set_tags({**environment_tags(), "clvtier.command": "train", "clvtier.protocol": digest})
-            mlflow.log_params(config.flat())
-            mlflow.log_params({f"protocol.{k}": v for k, v in proto.items()})
-            mlflow.log_params({"data.fingerprint": data_fingerprint, "protocol.digest": digest})
-            mlflow.log_metrics(
-                {
-                    f"rows.{k}": v
-                    for k, v in accounting.as_dict().items()
-                    if isinstance(v, int | float) and not isinstance(v, bool)
-                }
-            )
-            mlflow.log_metrics({f"tiering.{k}": v for k, v in test_metrics.items()})
-            diagnosis = diagnose(test)
-            mlflow.log_metrics(
-                {
-                    "test.customers": len(test),
-                    "test.repeat_rate": diagnosis.repeat_rate,
-                    "test.gini": diagnosis.gini,
-                    "test.top20_share": diagnosis.top20_share,
-                }
-            )
-            _log_inputs(config, used, train_frame, test, data_fingerprint, folder, log_data)
-            mlflow.log_dict(policy.model_dump(mode="json"), "policy.yaml")
-            mlflow.log_params({"policy": policy.label, "policy.digest": policy.digest()})
-            _log_frame(table, folder, "model_metrics.csv")
-            _log_frame(calibration, folder, "calibration.csv")
-            _log_figure(plots.calibration_curves(calibration), "calibration_curve.png")
-            _log_figure(
-                plots.gain_curves(test["holdout_spend"], {n: m.clv for n, m in fitted.items()}),
-                "gain_curve.png",
-            )
-            if predicted:
-                _log_figure(
-                    plots.tracking_plot(actual, predicted, time_unit=proto["time_unit"]), "tracking_plot.png"
-                )
-            _log_model_runs(config, fitted, table, calibration, test, proto, folder, clustering)
-            logged = log_tiering_model(
-                tiering,
-                name="tiering_model",
-                folder=folder,
-                requirements=pinned_requirements(),
-                metadata={"clvtier": model_info},
-            )
+        run = Run(config, prepared, fits, evaluate(config, prepared, fits))
+    with steps("log to MLflow"):
+        logged = log(run, tracking_uri=uri, log_data=log_data)
     with steps("register and export"):
-        version, decision, export_path = _register_and_export(
-            config, logged.model_uri, test_metrics, model_info, run.info.run_id, uri
-        )
+        registered = register(run, logged, tracking_uri=uri)
     return TrainResult(
         config=config,
         tracking_uri=uri,
-        experiment_id=exp_id,
-        run_id=run.info.run_id,
-        protocol=proto,
-        accounting=accounting,
-        table=table,
-        tiering=tiering,
+        experiment_id=logged.experiment_id,
+        run_id=logged.run_id,
+        protocol=prepared.protocol,
+        accounting=prepared.accounting,
+        table=run.evaluation.table,
+        tiering=run.evaluation.tiering,
         model_name=config.registry.name,
-        version=version,
-        alias=decision.alias,
-        reason=decision.reason,
-        export_path=export_path,
+        version=registered.version,
+        alias=registered.decision.alias,
+        reason=registered.decision.reason,
+        export_path=registered.export_path,
         model_uri=logged.model_uri,
         step_seconds=steps.seconds,
     )
 
 
-def _register_and_export(config, model_uri, test_metrics, model_info, run_id, uri):
-    metric, digest = config.registry.metric, model_info["protocol"]["digest"]
-    decision = decide(
-        config.registry.name,
-        protocol=digest,
-        metric=metric,
-        value=test_metrics.get(metric, math.nan),
-        higher_is_better=METRIC_DIRECTIONS[metric],
-    )
-    tags = {
-        "clvtier.protocol": digest,
-        "clvtier.experiment": config.experiment,
-        "clvtier.run_id": run_id,
-        **{f"clvtier.test.{k}": str(v) for k, v in test_metrics.items()},
-    }
-    version = str(register(model_uri, config.registry.name, decision, tags).version)
-    client = mlflow.MlflowClient()
-    client.set_tag(run_id, "clvtier.registry", f"{config.registry.name} v{version} @{decision.alias}")
-    client.set_tag(run_id, "clvtier.registry_reason", decision.reason)
-    export_path = None
-    if decision.alias == CHAMPION:
-        info = {
-            **model_info,
-            "version": version,
-            "alias": decision.alias,
-            "run_id": run_id,
-            "tracking_uri": uri,
-        }
-        export_path = export(model_uri, config.registry.export_dir / config.registry.name, info)
-    return version, decision, export_path
-
-
-@contextlib.contextmanager
-def _quiet_mlflow():
-    """MLflow's advice to the model author (type hints on predict, integer columns in inferred
-    schemas) is addressed by the explicit signatures here; keep it off the user's screen."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
-        yield
-
-
-def _log_inputs(config, used, train_frame, test, data_fingerprint, folder, log_data) -> None:
-    """Datasets as fingerprint + schema (mlflow.data logs no rows); the rows only with ``log_data``."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-
-    d = config.data
-    where = (
-        {"path": str(Path(d.path).resolve())} if d.path is not None else {"dataset": d.dataset or "synthetic"}
-    )
-    source = CodeDatasetSource(where)
-    frames = {"transactions": used, "train_features": train_frame, "test_features": test}
-    for context, frame in frames.items():
-        digest = data_fingerprint if context == "transactions" else fingerprint(frame)
-        dataset = mlflow.data.from_pandas(
-            frame, source=source, name=f"{config.experiment}-{context}", digest=digest[:16]
-        )
-        mlflow.log_input(dataset, context=context)
-        if log_data:
-            path = folder / f"{context}.parquet"
-            frame.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path="data")
-
-
-__all__ = ["STEPS", "TrainResult", "fingerprint", "load_data", "protocol", "tiering_model", "train"]
+__all__ = [
+    "STEPS",
+    "Evaluation",
+    "Prepared",
+    "Run",
+    "TrainResult",
+    "evaluate",
+    "features",
+    "fit",
+    "load_data",
+    "log",
+    "prepare",
+    "protocol",
+    "register",
+    "train",
+]

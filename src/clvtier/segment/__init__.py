@@ -6,7 +6,7 @@ and returns a :class:`Segmentation`: one label per customer and a profile per se
 
 from clvtier.segment.base import Segmentation
 from clvtier.segment.cluster import ValueClusters, clusters
-from clvtier.segment.diagnose import Diagnosis, diagnose, lorenz_gini
+from clvtier.segment.diagnose import Diagnosis, diagnose
 from clvtier.segment.labels import LABELS
 from clvtier.segment.rfm import (
     RFM10,
@@ -35,7 +35,6 @@ __all__ = [
     "diagnose",
     "entropy_weights",
     "load_rfm_map",
-    "lorenz_gini",
     "normalise",
     "pyramid",
     "rfm8",

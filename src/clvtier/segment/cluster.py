@@ -165,8 +165,13 @@ class ValueClusters(BaseEstimator):
         require(frame, [*self.features, self.value], self.method)
 
     def fit(self, frame: pd.DataFrame, y=None) -> ValueClusters:
+        """Fit on a feature table. Rows are put in a canonical order (by their feature values, then
+        the value column) first, so the clusters do not depend on the order the rows came in."""
         self._check(frame)
-        raw = self._matrix(frame)
+        raw_all = self._matrix(frame)
+        value_all = numeric(frame, self.value, self.method)
+        canonical = np.lexsort([value_all, *raw_all.T[::-1]])
+        raw, frame = raw_all[canonical], frame.iloc[canonical]
         self.center_ = raw.mean(axis=0)
         scale = raw.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
@@ -182,14 +187,18 @@ class ValueClusters(BaseEstimator):
             ks = [k for k in range(self.k_range[0], self.k_range[1] + 1) if k <= distinct] or [1]
         fits = {k: self._model(k).fit(sample) for k in ks if k > 1}
         if len(fits) > 1:
-            check = rng.choice(len(sample), min(self.silhouette_size, len(sample)), replace=False)
+            size = min(self.silhouette_size, len(sample))
             for k, model in fits.items():
                 if selection == "bic":
                     self.selection_scores_[k] = float(model.bic(sample))
                     continue
-                labels = model.predict(sample[check])
-                useful = 2 <= len(np.unique(labels)) < len(check)
-                self.selection_scores_[k] = float(silhouette_score(sample[check], labels)) if useful else -1.0
+                labels = model.predict(sample)
+                useful = 2 <= len(np.unique(labels)) < size
+                self.selection_scores_[k] = (
+                    float(silhouette_score(sample, labels, sample_size=size, random_state=self.random_state))
+                    if useful
+                    else -1.0
+                )
             pick = min if selection == "bic" else max
             k = pick(self.selection_scores_, key=self.selection_scores_.get)
         else:
@@ -200,7 +209,7 @@ class ValueClusters(BaseEstimator):
         else:
             self.estimator_ = self._model(k, start=fits[k]).fit(x) if sample is not x else fits[k]
         raw_labels = self._raw_predict(x)
-        value = numeric(frame, self.value, self.method)
+        value = value_all[canonical]
         means = np.array(
             [value[raw_labels == c].mean() if np.any(raw_labels == c) else -np.inf for c in range(k)]
         )

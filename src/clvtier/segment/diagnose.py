@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from clvtier.errors import InputError
+from clvtier.evaluate.metrics import value_gini, value_top_share
 from clvtier.segment.base import numeric, value_column
 
 #: Below these, tiers are unstable, frequency says little, or tiers barely differ in value.
@@ -76,22 +77,6 @@ class Diagnosis:
         return f"{head}\n{verdict}"
 
 
-def lorenz_gini(values) -> float:
-    """Gini coefficient of non-negative values (0 = all equal, towards 1 = one holds all)."""
-    x = np.sort(np.clip(np.asarray(values, dtype=float), 0, None))
-    n, total = x.size, x.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    return float(2 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1) / n)
-
-
-def top_value_share(values, share: float = 0.2) -> float:
-    """Share of the (non-negative) total held by the top ``share`` of customers (at least one)."""
-    x = np.sort(np.clip(np.asarray(values, dtype=float), 0, None))[::-1]
-    total = x.sum()
-    return float(x[: max(1, int(np.ceil(share * x.size)))].sum() / total) if total > 0 else 0.0
-
-
 def diagnose(features: pd.DataFrame, *, value: str | None = None) -> Diagnosis:
     """Diagnose a feature table (:func:`clvtier.features.customer_features`).
 
@@ -107,7 +92,7 @@ def diagnose(features: pd.DataFrame, *, value: str | None = None) -> Diagnosis:
         raise InputError("features", "diagnose: no customers")
     v = numeric(features, value, "diagnose")
     repeat = float((numeric(features, repeat_col, "diagnose") > 1).mean())
-    gini, top20 = lorenz_gini(v), top_value_share(v)
+    gini, top20 = value_gini(v), value_top_share(v)
     problems = tuple(
         p
         for p, bad in (

@@ -182,8 +182,8 @@ def require_satisfaction(features: pd.DataFrame, satisfaction: str = "satisfacti
         raise InputError(
             "features",
             f"clv-cs needs customer satisfaction (column {satisfaction!r}), and "
-            "there is none: map a satisfaction column of the transactions with "
-            f"--columns satisfaction=<column>; columns found: {found}",
+            "there is none: map a satisfaction column of the transactions "
+            f"(satisfaction=<column>); columns found: {found}",
         )
 
 

@@ -1,6 +1,6 @@
 """MLflow helpers: the tracking store, run metadata, the tiering pyfunc model and the registry.
 
-With :mod:`clvtier.pipelines`, the only place that imports mlflow.
+The only package that imports mlflow.
 """
 
 from clvtier.tracking.store import environment_tags, experiment_id, resolve_tracking_uri, use_tracking_uri

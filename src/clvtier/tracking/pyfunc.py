@@ -1,8 +1,10 @@
 """The tiering model as an MLflow pyfunc: transactions or a feature table in, one row per
 customer out (see :class:`clvtier.tiering.TieringModel`).
 
-``predict(frame, params={"as_of": "YYYY-MM-DD"})``; without ``as_of``, transactions are scored as
-of their last date. The fitted parts are pickled in the ``tiering_model`` artifact, so loading
+``predict(frame, params={"as_of": "YYYY-MM-DD", "time_unit": "weeks"})``; without ``as_of``,
+transactions are scored as of their last date. A feature table must say its ``time_unit`` (the
+param, or the frame's ``attrs``) and it must be the model's: recency and T in days read as weeks
+would predict nonsense. The fitted parts are pickled in the ``tiering_model`` artifact, so loading
 needs clvtier (and the versions in the model's requirements) installed.
 """
 
@@ -45,8 +47,8 @@ class TieringPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        as_of = (params or {}).get("as_of") or None
-        return self.model.predict(model_input, as_of)
+        params = params or {}
+        return self.model.predict(model_input, params.get("as_of") or None, params.get("time_unit") or None)
 
 
 def signature() -> ModelSignature:
@@ -64,7 +66,9 @@ def signature() -> ModelSignature:
     }
     outputs = [ColSpec(types.get(name, "double"), name) for name in OUTPUT_COLUMNS]
     return ModelSignature(
-        inputs=Schema(inputs), outputs=Schema(outputs), params=ParamSchema([ParamSpec("as_of", "string", "")])
+        inputs=Schema(inputs),
+        outputs=Schema(outputs),
+        params=ParamSchema([ParamSpec("as_of", "string", ""), ParamSpec("time_unit", "string", "")]),
     )
 
 

@@ -18,6 +18,10 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from clvtier.config import METRIC_DIRECTIONS
+from clvtier.tracking.runs import TrackingError, tracking_errors
+from clvtier.tracking.store import use_tracking_uri
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
@@ -30,10 +34,8 @@ class Decision:
 
 def decide(name: str, *, protocol: str, metric: str, value: float, higher_is_better: bool) -> Decision:
     """Champion or challenger for a new version of ``name`` with test ``metric`` = ``value``."""
-    client = mlflow.MlflowClient()
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    champion = current_champion(name)
+    if champion is None:
         return Decision(CHAMPION, "no champion yet")
     tag = champion.tags.get(f"clvtier.test.{metric}")
     if champion.tags.get("clvtier.protocol") != protocol:
@@ -55,6 +57,82 @@ def decide(name: str, *, protocol: str, metric: str, value: float, higher_is_bet
     verb = "beats" if beats else "does not beat"
     reason = f"test {metric} {value:.4f} {verb} champion v{champion.version}'s {best:.4f}"
     return Decision(CHAMPION if beats else CHALLENGER, reason, champion.version)
+
+
+def current_champion(name: str):
+    """The champion version of ``name``, or None when there is none yet (no such model, or no
+    champion alias). Any other MLflow error (locked database, permissions, unreachable server)
+    is a :class:`~clvtier.tracking.runs.TrackingError`: it must stop the run, never make the new
+    version champion by default."""
+    client = mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and _not_found(exc):
+            return None
+        raise TrackingError(
+            f"MLflow: cannot read the champion of {name!r}: {str(exc.message).splitlines()[0]}"
+        ) from None
+
+
+def _not_found(exc: MlflowException) -> bool:
+    text = str(exc.message).lower()
+    return "not found" in text or "does not exist" in text or "no such" in text
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    decision: Decision
+    export_path: Path | None
+
+
+def register_and_export(
+    model_uri: str,
+    *,
+    name: str,
+    metric: str,
+    test_metrics: dict,
+    model_info: dict,
+    run_id: str,
+    export_dir,
+    tracking_uri: str,
+    experiment: str,
+) -> Registered:
+    """Decide champion or challenger on ``metric``, register ``model_uri`` as a new version of
+    ``name`` with its test metrics as tags, tag the run, and export the champion to
+    ``export_dir/name``."""
+    use_tracking_uri(tracking_uri)
+    with tracking_errors():
+        digest = model_info["protocol"]["digest"]
+        decision = decide(
+            name,
+            protocol=digest,
+            metric=metric,
+            value=test_metrics.get(metric, math.nan),
+            higher_is_better=METRIC_DIRECTIONS[metric],
+        )
+        tags = {
+            "clvtier.protocol": digest,
+            "clvtier.experiment": experiment,
+            "clvtier.run_id": run_id,
+            **{f"clvtier.test.{k}": str(v) for k, v in test_metrics.items()},
+        }
+        version = str(register(model_uri, name, decision, tags).version)
+        client = mlflow.MlflowClient()
+        client.set_tag(run_id, "clvtier.registry", f"{name} v{version} @{decision.alias}")
+        client.set_tag(run_id, "clvtier.registry_reason", decision.reason)
+        export_path = None
+        if decision.alias == CHAMPION:
+            info = {
+                **model_info,
+                "version": version,
+                "alias": decision.alias,
+                "run_id": run_id,
+                "tracking_uri": tracking_uri,
+            }
+            export_path = export(model_uri, Path(export_dir) / name, info)
+    return Registered(version, decision, export_path)
 
 
 def register(model_uri: str, name: str, decision: Decision, tags: dict[str, str]):

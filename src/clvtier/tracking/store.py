@@ -36,11 +36,16 @@ def resolve_tracking_uri(uri: str | None = None, project_dir=None) -> str:
     return f"sqlite:///{(Path(project_dir or Path.cwd()) / DEFAULT_STORE).resolve()}"
 
 
+def telemetry_off() -> None:
+    """MLflow telemetry off, unless the user set ``MLFLOW_DISABLE_TELEMETRY`` themselves."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
 def use_tracking_uri(uri: str) -> str:
     """Point MLflow at ``uri`` (telemetry off unless the user turned it on) and return it."""
     import mlflow
 
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    telemetry_off()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

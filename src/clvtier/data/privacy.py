@@ -1,0 +1,34 @@
+"""Privacy helpers: pseudonymous customer ids."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+import pandas as pd
+
+from clvtier.errors import InputError
+
+SALT_ENV = "CLVTIER_ID_SALT"
+
+
+def pseudonymize(ids: pd.Series, salt: str) -> pd.Series:
+    """HMAC-SHA256 of each id under ``salt``, first 20 hex digits: stable for one salt, not
+    reversible without it."""
+    key = salt.encode()
+    return ids.astype(str).map(lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:20])
+
+
+def id_salt() -> str:
+    salt = os.environ.get(SALT_ENV, "")
+    if len(salt) < 16:
+        raise InputError(
+            SALT_ENV,
+            "pseudonymised ids need a secret salt of at least 16 characters in "
+            f"the environment variable {SALT_ENV}",
+        )
+    return salt
+
+
+__all__ = ["SALT_ENV", "id_salt", "pseudonymize"]

@@ -1,0 +1,55 @@
+"""``clvtier features``: the per-customer feature table as of a date, with the row accounting,
+the diagnosis and the quarantined rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clvtier.data import Accounting, LoadSpec, load_transactions, to_date, write_frame
+from clvtier.data.io import output_format
+from clvtier.features import customer_features, unit_days
+from clvtier.segment import Diagnosis, diagnose
+
+
+@dataclass
+class FeaturesResult:
+    output: Path
+    customers: int
+    accounting: Accounting
+    diagnosis: Diagnosis
+    rejects: Path | None = None
+
+    def format(self) -> str:
+        lines = [
+            self.accounting.format(),
+            self.diagnosis.format(),
+            f"customers           {self.customers:>12,}   -> {self.output}",
+        ]
+        if self.rejects is not None:
+            lines.append(f"rejects             {self.accounting.rows_quarantined:>12,}   -> {self.rejects}")
+        return "\n".join(lines)
+
+
+def build_features(
+    source, *, as_of, output, time_unit: str = "days", spec: LoadSpec | None = None, rejects=None
+) -> FeaturesResult:
+    """Read ``source``, compute the feature table as of ``as_of`` in ``time_unit`` and write it to
+    ``output``; quarantined rows go to ``rejects`` (default ``<output>.rejects.csv``), written only
+    when there are any."""
+    output = Path(output)
+    output_format(output)
+    unit_days(time_unit)
+    day = to_date(as_of, what="as_of")
+    tx = load_transactions(source, spec or LoadSpec())
+    table = customer_features(tx, as_of=day, time_unit=time_unit)
+    write_frame(table, output)
+    accounting = tx.accounting(day)
+    target = None
+    if accounting.rows_quarantined:
+        target = Path(rejects) if rejects is not None else output.with_name(output.name + ".rejects.csv")
+        tx.write_rejects(target)
+    return FeaturesResult(output, len(table), accounting, diagnose(table), target)
+
+
+__all__ = ["FeaturesResult", "build_features"]
