@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,13 +16,15 @@ from typer.testing import CliRunner
 
 from clvtier.cli import app
 from clvtier.config import parse_config
+from clvtier.data import load_transactions
 from clvtier.data.datasets import load_cdnow
-from clvtier.errors import InputError
 from clvtier.data.privacy import SALT_ENV
+from clvtier.errors import InputError
+from clvtier.features import customer_features
 from clvtier.pipelines.score import SCORE_COLUMNS, score
+from clvtier.pipelines.train import train
 from clvtier.tiering.monitor import drift_warnings, migration_matrix
 from clvtier.tracking.models import load_model
-from clvtier.pipelines.train import train
 
 AS_OF = "1998-06-30"
 SALT = "a-test-salt-of-24-chars!"
@@ -214,6 +217,44 @@ def test_run_is_logged_to_the_scoring_experiment_without_customer_rows(model, st
         assert "customer_id" not in text and len(text) < 5_000, name
     table = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="tier_table.csv")
     assert len(pd.read_csv(table)) == 4
+    # loading from the registry downloads to a temporary folder, never into the artifact store
+    artifact_store = Path(store.removeprefix("sqlite:///")).parent / "mlartifacts"
+    assert artifact_store.is_dir() and not list(artifact_store.rglob("registered_model_meta"))
+
+
+def test_model_refuses_features_in_another_time_unit(model, transactions):
+    """A feature table in days scored by a model in weeks would read recency and T 7x too long."""
+    loaded = load_model(str(model[0]))
+    assert loaded.model.time_unit == "weeks"
+    tx = load_transactions(transactions)
+    days = customer_features(tx, as_of=AS_OF, time_unit="days")
+    with pytest.raises(InputError, match="recency and T are in 'days' but the model's are in 'weeks'"):
+        loaded.model.predict(days)
+    weeks = customer_features(tx, as_of=AS_OF, time_unit="weeks")
+    assert len(loaded.model.predict(weeks)) == 2357
+    pyfunc = mlflow.pyfunc.load_model(str(model[0]))
+    bare = pd.DataFrame(weeks)  # a plain frame: its attrs (as_of, time_unit) are gone
+    bare.attrs = {}
+    with pytest.raises(InputError, match="needs its time unit"):
+        pyfunc.predict(bare, params={"as_of": AS_OF})
+    with pytest.raises(InputError, match="in 'days'"):
+        pyfunc.predict(bare, params={"as_of": AS_OF, "time_unit": "days"})
+    pd.testing.assert_frame_equal(
+        pyfunc.predict(bare, params={"as_of": AS_OF, "time_unit": "weeks"}), loaded.model.predict(weeks)
+    )
+
+
+def test_previous_file_of_another_policy_is_refused_unless_allowed(model, transactions, tmp_path):
+    first = tmp_path / "corporate.parquet"
+    _score(model, transactions, first)
+    output = tmp_path / "abc.parquet"
+    with pytest.raises(InputError, match="scored with policy 'corporate4@v1', not 'abc4_clv@v1'"):
+        _score(model, transactions, output, policy="abc4_clv", previous=first)
+    assert not output.exists()  # refused before any work
+    changed = _score(model, transactions, output, policy="abc4_clv", previous=first, allow_policy_change=True)
+    assert changed.migration.policy_change and changed.warnings == []
+    assert "policy change: migration" in changed.format()
+    assert changed.migration.matrix.to_numpy().sum() == 2357
 
 
 def test_cli_scores_and_prints_the_tier_table(model, store, transactions, tmp_path):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from clvtier.errors import InputError
-from clvtier.pipelines.segment import METHODS, SegmentOptions, segment_features
 from clvtier.evaluate import value_gini, value_top_share
+from clvtier.pipelines.segment import METHODS, SegmentOptions, segment_features
 from clvtier.segment import ValueClusters, clusters, diagnose
 
 

@@ -416,5 +416,6 @@ def test_clv_cs_six_classes():
 
 
 def test_clv_cs_without_satisfaction_is_a_clear_error():
-    with pytest.raises(InputError, match="clv-cs needs customer satisfaction .* map a satisfaction column .*satisfaction=<column>"):
+    with pytest.raises(InputError, match="clv-cs needs customer satisfaction .* map a satisfaction "
+                       "column .*satisfaction=<column>"):
         clv_cs(feats([1], [1], [1], predicted_clv=[1.0]))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from clvtier.cli import app
 from clvtier.config import parse_config
-from clvtier.data import load_transactions
+from clvtier.data import Transactions, load_transactions
 from clvtier.data.datasets import load_cdnow
 from clvtier.pipelines.train import STEPS, train
 from clvtier.tiering import OUTPUT_COLUMNS
@@ -39,11 +39,18 @@ def _config(tmp_path, **changes):
 
 @pytest.fixture(scope="module")
 def trained(new_store, tmp_path_factory):
-    """One training run in a private store, shared by the read-only checks below."""
+    """One training run in a private store, shared by the read-only checks below. It must never
+    copy the transactions into pandas (train stays out of core, like score)."""
     folder = tmp_path_factory.mktemp("trained")
     uri = new_store(folder)
     steps = []
-    result = train(_config(folder), tracking_uri=uri, progress=lambda step, sec: steps.append((step, sec)))
+
+    def refuse(self, as_of=None):
+        raise AssertionError("train copied every transaction into pandas")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Transactions, "to_pandas", refuse)
+        result = train(_config(folder), tracking_uri=uri, progress=lambda s, sec: steps.append((s, sec)))
     return result, uri, steps
 
 
@@ -118,7 +125,7 @@ def test_nested_runs_per_model(trained):
     } <= names
     booster = mlflow.xgboost.load_model(next(m.model_uri for m in models if m.name == "xgboost_spend"))
     assert booster.get_booster().num_boosted_rounds() == 60
-    example = result.tiering.clv.ml.spend_model_  # xgboost is not the tiering model here; compare the hybrid's
+    example = result.tiering.clv.ml.spend_model_  # the tiering model's (hybrid's) spend booster
     hybrid = mlflow.xgboost.load_model(next(m.model_uri for m in models if m.name == "hybrid_spend"))
     x = pd.DataFrame(
         np.ones((3, len(example.get_booster().feature_names))), columns=example.get_booster().feature_names

@@ -393,13 +393,10 @@ TrackingOpt = Annotated[str | None, typer.Option(
 
 def _quiet_tracking() -> None:
     """MLflow's INFO logs off (the progress lines say what happens) and telemetry off unless the
-    user turned it on (:func:`clvtier.tracking.store.telemetry_off`)."""
-    import logging
+    user turned it on."""
+    from clvtier.tracking.store import quiet_mlflow
 
-    from clvtier.tracking.store import telemetry_off
-
-    telemetry_off()
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_mlflow()
 
 
 def _progress():

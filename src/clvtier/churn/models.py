@@ -121,6 +121,8 @@ class XGBoostChurn(ClassifierMixin, BaseEstimator):
         self.booster_ = xgboost.XGBClassifier(**xgb_params(self))
         self.booster_.fit(data.iloc[idx], y[idx], base_margin=None if margin is None else margin[idx])
         self.classes_ = np.array([False, True])
+        self.feature_names_in_ = np.array(self._columns(), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         self.calibrator_ = None
         if self.calibration != "none":
             raw = self._raw(data.iloc[cal], None if margin is None else margin[cal])

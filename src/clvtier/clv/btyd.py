@@ -228,6 +228,8 @@ class _PurchaseModel(BaseEstimator):
                 params[self._param_names.index(name)] /= scale
             self.params_ = dict(zip(self._param_names, map(float, params), strict=True))
             self.log_likelihood_ = float(self._log_likelihood(f, r, T, w))
+        self.feature_names_in_ = np.array(PURCHASE_COLUMNS, dtype=object)
+        self.n_features_in_ = len(PURCHASE_COLUMNS)
         self.n_customers_ = int(round(w.sum()))
         self.n_distinct_rows_ = int(f.size)
         self.optimiser_ = result.method
@@ -600,6 +602,8 @@ class GammaGammaModel(BaseEstimator):
             raise ModelFitError(f"Gamma-Gamma fitted q = {q:.3g} <= 1: mean spend is undefined (spend "
                                 "per purchase is too heavy-tailed); cap extreme amounts and refit")
         self.params_ = {"p": p, "q": q, "v": v}
+        self.feature_names_in_ = np.array(SPEND_COLUMNS, dtype=object)
+        self.n_features_in_ = len(SPEND_COLUMNS)
         self.mean_spend_ = p * v / (q - 1)
         self.optimiser_ = result.method
         self.fit_attempts_ = int(result.attempts)

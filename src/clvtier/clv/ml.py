@@ -106,6 +106,8 @@ class XGBoostCLV(RegressorMixin, BaseEstimator):
         if bought.sum() < 10 or (~bought).sum() < 10:
             raise InputError("<target>", f"need at least 10 buyers and 10 non-buyers; got "
                                          f"{int(bought.sum())} and {int((~bought).sum())}")
+        self.feature_names_in_ = np.array(self._columns(), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         self.purchase_model_ = XGBoostChurn(**self._churn_params()).fit(X, ~bought)
         self.spend_model_ = xgboost.XGBRegressor(objective="reg:gamma", **xgb_params(self))
         margin = self._spend_margin(X)

@@ -208,7 +208,10 @@ def read_raw(source, spec: LoadSpec | None = None, *,
 
     if isinstance(source, pd.DataFrame):
         name = "<DataFrame>"
-        con.register("_source_df", source)
+        try:
+            con.register("_source_df", source)
+        except duckdb.Error:  # e.g. a reversed view (negative strides), which DuckDB cannot scan
+            con.register("_source_df", source.copy())
         scan = "SELECT row_number() OVER () AS source_line, * FROM _source_df"
         found = [str(c) for c in source.columns]
     else:

@@ -15,4 +15,5 @@ from clvtier.evaluate.metrics import (
 )
 
 __all__ = ["calibration_table", "churn_metrics", "decile_mape", "expected_calibration_error",
-           "normalized_gini", "segment_outcomes", "top_decile_lift", "top_share", "value_gini", "value_metrics", "value_top_share"]
+           "normalized_gini", "segment_outcomes", "top_decile_lift", "top_share", "value_gini",
+           "value_metrics", "value_top_share"]

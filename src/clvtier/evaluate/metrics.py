@@ -77,7 +77,9 @@ def top_share(actual, predicted, share: float = 0.2) -> float:
     (the ranking's top share; ties averaged)."""
     a, p = _arrays(actual, predicted)
     total = _sum(a)
-    return float(_sum(_ranked_actual(a, p)[: _top_count(share, a.size)]) / total) if total > 0 else float("nan")
+    if total <= 0:
+        return float("nan")
+    return float(_sum(_ranked_actual(a, p)[: _top_count(share, a.size)]) / total)
 
 
 def value_gini(values) -> float:

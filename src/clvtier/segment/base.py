@@ -44,6 +44,9 @@ class Segmentation:
 
 def require(frame: pd.DataFrame, columns: Sequence[str], method: str, hint: str = "") -> None:
     """Raise an InputError naming the first missing column, the method and the columns found."""
+    if not isinstance(frame, pd.DataFrame):
+        kind = type(frame).__name__
+        raise InputError("features", f"{method} needs a DataFrame of customer features; got {kind}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         found = ", ".join(repr(c) for c in frame.columns) or "none"

@@ -204,6 +204,8 @@ class ValueClusters(BaseEstimator):
         else:
             k = ks[0]
         self.n_clusters_ = k
+        self.feature_names_in_ = np.array(self.features, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         if k == 1:  # nothing to fit: everyone is cluster 1
             self.estimator_ = None
         else:

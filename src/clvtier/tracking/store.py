@@ -41,6 +41,17 @@ def telemetry_off() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+def quiet_mlflow() -> None:
+    """Telemetry off (:func:`telemetry_off`) and MLflow's INFO logs off, for command-line use.
+    MLflow configures its loggers when it is imported, so it is imported first."""
+    import logging
+
+    telemetry_off()
+    import mlflow  # noqa: F401
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def use_tracking_uri(uri: str) -> str:
     """Point MLflow at ``uri`` (telemetry off unless the user turned it on) and return it."""
     import mlflow
