@@ -77,8 +77,8 @@ def run_one(kind: str, path: str, out: str) -> dict:
     elif kind == "in_memory":
         import pandas as pd
 
-        from clvtier.pipelines.score import load_model
         from clvtier.tiering.policy import load_policy
+        from clvtier.tracking.models import load_model
 
         model = load_model(str(MODEL)).model
         scored = model.predict(pd.read_parquet(path), AS_OF)

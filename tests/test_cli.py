@@ -92,6 +92,30 @@ def test_real_subprocess_error_has_no_traceback(tmp_path):
     assert not (tmp_path / "f.csv").exists()
 
 
+def test_demo_command_on_the_sample(tmp_path, tracking_uri):
+    """The fast equivalent of the full demo below: the same job on the 2,357-customer sample."""
+    config = tmp_path / "sample.yaml"
+    config.write_text(
+        "experiment: sample\n"
+        "data: {dataset: cdnow_sample}\n"
+        "split: {train_cutoff: 1997-07-01, test_cutoff: 1997-12-30, horizon: 26}\n"
+        "models: {bgnbd_gg: {}, hybrid: {n_estimators: 40, learning_rate: 0.1, min_child_weight: 10}}\n"
+        f"registry: {{name: sample, export_dir: {tmp_path / 'models'}}}\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "SAMPLE demo: customer features as of 1998-06-30" in result.output and "6,919" in result.output
+    assert len(pd.read_parquet(tmp_path / "sample_features.parquet")) == 2357
+    assert pd.read_csv(tmp_path / "sample_model_metrics.csv")["model"].tolist()[-1] == "hybrid"
+    assert "registered sample v1 as @champion" in result.output
+    tiers = pd.read_parquet(tmp_path / "sample_tiers.parquet")
+    assert len(tiers) == 2357 and set(tiers["tier"]) == {"premium", "develop", "potential", "marginal"}
+    assert "Tiers as of 1998-06-30, compared with 1998-03-31" in result.output
+    assert "migration (rows: previous tier" in result.output
+
+
+@pytest.mark.slow
 def test_demo_command(tmp_path, tracking_uri):
     config = Path(__file__).parents[1] / "experiments" / "cdnow.yaml"
     result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--config", str(config)])

@@ -15,6 +15,7 @@ MODELS = ["naive_total_spend", "naive_spend_180d", "bgnbd_gg", "pareto_nbd_gg", 
           "hybrid"]
 
 
+@pytest.mark.slow
 def test_cdnow_benchmark_through_the_cli(tmp_path):
     out = tmp_path / "metrics.csv"
     result = runner.invoke(app, ["evaluate-models", "--dataset", "cdnow", "--output", str(out)])
@@ -40,13 +41,24 @@ def test_cdnow_benchmark_through_the_cli(tmp_path):
 
 
 def test_own_file_with_cutoffs(tmp_path):
+    """The fast equivalent of the full CDNOW benchmark above: every model through the CLI on the
+    sample, same table and files."""
     sample = load_cdnow(sample=True)
-    path = tmp_path / "tx.csv"
+    path, out = tmp_path / "tx.csv", tmp_path / "metrics.csv"
     sample.to_csv(path, index=False)
     result = runner.invoke(app, ["evaluate-models", "--input", str(path), "--train-cutoff", "1997-06-01",
-                                 "--test-cutoff", "1997-12-01", "--horizon", "180", "--time-unit", "days"])
+                                 "--test-cutoff", "1997-12-01", "--horizon", "180", "--time-unit", "days",
+                                 "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert "2,357 customers" in result.output
+    table = pd.read_csv(out)
+    assert table.columns.tolist() == COLUMNS and table["model"].tolist() == MODELS
+    assert (table["customers"] == 2357).all()
+    by = table.set_index("model")
+    assert by.loc[["bgnbd_gg", "xgboost", "hybrid"], "gini"].min() > 0.5
+    assert by.loc["hybrid", "total_ratio"] == pytest.approx(by.loc["bgnbd_gg", "total_ratio"])  # level matched
+    curves = pd.read_csv(tmp_path / "metrics_calibration.csv")
+    assert (curves.groupby("model")["customers"].sum() == 2357).all()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -8,11 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from clvtier.data import Accounting, load_transactions, write_frame
-from clvtier.data.datasets import load_cdnow
 from clvtier.features import customer_features
 from clvtier.pipelines.score import ScoreResult, score
 from clvtier.pipelines.segment import format_profile
-from clvtier.pipelines.train import TrainResult, train
+from clvtier.pipelines.train import TrainResult, data_source, train
 from clvtier.segment import Segmentation, diagnose, rfm_map
 
 CDNOW_AS_OF = "1998-06-30"
@@ -34,7 +33,8 @@ class DemoResult:
     def format(self) -> str:
         f = self.features
         lines = [
-            "CDNOW demo: customer features as of " + self.features.attrs["as_of"],
+            f"{self.trained.config.experiment.upper()} demo: customer features as of "
+            + self.features.attrs["as_of"],
             self.accounting.format(),
             "",
             f"purchases per customer    {f['frequency_count'].mean():>10.2f} (mean)",
@@ -64,24 +64,28 @@ def demo(config, output_dir, *, tracking_uri=None, progress=None) -> DemoResult:
 
 
 def run_demo(output_dir, trained: TrainResult) -> DemoResult:
-    """Load CDNOW, validate it, build the feature table as of 1998-06-30 and write it; segment the
-    customers with the ten-segment RFM map; write the metrics of ``trained`` (the training run of
-    ``experiments/cdnow.yaml``: train 1997-07-01, test 1997-12-30, 26-week windows); then score
-    every customer with the champion as of 1998-03-31 and 1998-06-30 (tiers, migration, drift)."""
-    output_dir = Path(output_dir)
-    tx = load_transactions(load_cdnow())
+    """On the data of ``trained``'s config (CDNOW for ``experiments/cdnow.yaml``): validate it, build
+    the feature table as of 1998-06-30 and write it; segment the customers with the ten-segment RFM
+    map; write the metrics of ``trained`` (train 1997-07-01, test 1997-12-30, 26-week windows);
+    then score every customer from a file with the champion as of 1998-03-31 and 1998-06-30
+    (tiers, migration, drift). Outputs are named after the experiment (``cdnow_*``)."""
+    output_dir, config = Path(output_dir), trained.config
+    name = config.experiment
+    source = data_source(config.data)
+    if isinstance(source, pd.DataFrame):  # scoring reads a file, as a batch job would
+        source = write_frame(source, output_dir / f"{name}_transactions.csv")
+    tx = load_transactions(source, config.data.spec)
     features = customer_features(tx, as_of=CDNOW_AS_OF)
-    path = write_frame(features, output_dir / "cdnow_features.parquet")
-    metrics_path = write_frame(trained.table, output_dir / "cdnow_model_metrics.csv")
+    path = write_frame(features, output_dir / f"{name}_features.parquet")
+    metrics_path = write_frame(trained.table, output_dir / f"{name}_model_metrics.csv")
     segments = rfm_map(features)
-    segments_path = write_frame(segments.table, output_dir / "cdnow_segments_rfm10.csv")
-    # Batch scoring from a file with the registry's champion (this run's model when it won).
-    source = write_frame(load_cdnow(), output_dir / "cdnow_transactions.csv")
-    champion = Path(trained.config.registry.export_dir) / trained.model_name
-    earlier = output_dir / f"cdnow_tiers_{PREVIOUS_AS_OF}.parquet"
-    score(str(champion), source, as_of=PREVIOUS_AS_OF, output=earlier, tracking_uri=trained.tracking_uri)
-    tiers = score(str(champion), source, as_of=CDNOW_AS_OF, output=output_dir / "cdnow_tiers.parquet",
-                  previous=earlier, tracking_uri=trained.tracking_uri)
+    segments_path = write_frame(segments.table, output_dir / f"{name}_segments_rfm10.csv")
+    champion = Path(config.registry.export_dir) / trained.model_name
+    earlier = output_dir / f"{name}_tiers_{PREVIOUS_AS_OF}.parquet"
+    common = {"spec": config.data.spec, "tracking_uri": trained.tracking_uri}
+    score(str(champion), source, as_of=PREVIOUS_AS_OF, output=earlier, **common)
+    tiers = score(str(champion), source, as_of=CDNOW_AS_OF, output=output_dir / f"{name}_tiers.parquet",
+                  previous=earlier, **common)
     return DemoResult(accounting=tx.accounting(CDNOW_AS_OF), features=features, features_path=path,
                       trained=trained, metrics_path=metrics_path, segments=segments,
                       segments_path=segments_path, tiers=tiers)

@@ -141,17 +141,20 @@ class TrainResult:
         )
 
 
-def load_data(cfg: DataConfig) -> Transactions:
-    """The transactions a config names, read and validated."""
+def data_source(cfg: DataConfig):
+    """What a config's data is: a built-in or synthetic DataFrame, or the user's file path."""
     if cfg.dataset is not None:
-        source = load_cdnow(sample=cfg.dataset == "cdnow_sample")
-    elif cfg.synthetic is not None:
-        source = synthetic_transactions(
+        return load_cdnow(sample=cfg.dataset == "cdnow_sample")
+    if cfg.synthetic is not None:
+        return synthetic_transactions(
             cfg.synthetic.customers, **cfg.synthetic.model_dump(mode="json", exclude={"customers"})
         )
-    else:
-        source = cfg.path
-    return load_transactions(source, cfg.spec)
+    return cfg.path
+
+
+def load_data(cfg: DataConfig) -> Transactions:
+    """The transactions a config names, read and validated."""
+    return load_transactions(data_source(cfg), cfg.spec)
 
 
 def protocol(cfg: SplitConfig, tx: Transactions) -> dict:
@@ -355,6 +358,7 @@ __all__ = [
     "Prepared",
     "Run",
     "TrainResult",
+    "data_source",
     "evaluate",
     "features",
     "fit",
