@@ -10,12 +10,11 @@ from typer.testing import CliRunner
 from clvtier.cli import app
 from clvtier.data import Accounting, LoadSpec, load_transactions
 from clvtier.data.datasets import load_cdnow, synthetic_transactions
-from clvtier.errors import InputError
+from clvtier.errors import InputError, TrackingError
 from clvtier.features import customer_features
 from clvtier.pipelines.segment import SegmentOptions, segment_features
 from clvtier.segment import ValueClusters
 from clvtier.tracking import registry
-from clvtier.tracking.runs import TrackingError
 
 
 def test_accounting_balance_is_a_real_check():

@@ -109,6 +109,7 @@ def test_nested_runs_per_model(trained):
             metrics
         )
     assert float(by_name["bgnbd_gg"].data.params["fitted.r"]) > 0
+    assert by_name["hybrid"].data.tags["clvtier.builds_on"] == "bgnbd_gg"
     assert "probability_alive.png" in {a.path for a in client.list_artifacts(by_name["bgnbd_gg"].info.run_id)}
     assert "feature_importance.png" in {a.path for a in client.list_artifacts(by_name["hybrid"].info.run_id)}
     assert by_name["clusters"].data.metrics["n_clusters"] >= 2
@@ -208,9 +209,8 @@ def test_same_config_same_metrics_then_challenger_and_champion_rules(trained, ne
     assert json.loads((three.export_path / "registered.json").read_text())["version"] == "3"
 
     other = train(
-        _config(
-            tmp_path, split={"train_cutoff": "1997-06-01", "test_cutoff": "1997-12-30", "horizon": 26}, **changes
-        ),
+        _config(tmp_path, split={"train_cutoff": "1997-06-01", "test_cutoff": "1997-12-30", "horizon": 26},
+                **changes),
         tracking_uri=uri,
     )
     assert other.alias == "challenger" and "another protocol" in other.reason

@@ -26,6 +26,10 @@ class InputError(ClvtierError, ValueError):
         super().__init__(f"{self.source}: {problem}")
 
 
+class TrackingError(ClvtierError):
+    """The MLflow tracking store or registry cannot be used (unreachable, locked, refused)."""
+
+
 class MissingColumnError(InputError):
     """A required column is absent from the input."""
 

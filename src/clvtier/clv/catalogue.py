@@ -229,6 +229,11 @@ class Fit:
     def roles(self) -> frozenset[str]:
         return CATALOGUE[self.name].roles
 
+    @property
+    def builds_on(self) -> str | None:
+        """The catalogue model this one is built on (the hybrid's BTYD base), if any."""
+        return CATALOGUE[self.name].builds_on(self.settings)
+
 
 def fit_models(
     train: pd.DataFrame,

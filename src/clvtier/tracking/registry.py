@@ -19,7 +19,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from clvtier.config import METRIC_DIRECTIONS
-from clvtier.tracking.runs import TrackingError, tracking_errors
+from clvtier.errors import TrackingError
+from clvtier.tracking.runs import tracking_errors
 from clvtier.tracking.store import use_tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -62,7 +63,7 @@ def decide(name: str, *, protocol: str, metric: str, value: float, higher_is_bet
 def current_champion(name: str):
     """The champion version of ``name``, or None when there is none yet (no such model, or no
     champion alias). Any other MLflow error (locked database, permissions, unreachable server)
-    is a :class:`~clvtier.tracking.runs.TrackingError`: it must stop the run, never make the new
+    is a :class:`~clvtier.errors.TrackingError`: it must stop the run, never make the new
     version champion by default."""
     client = mlflow.MlflowClient()
     try:

@@ -14,14 +14,10 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from clvtier.errors import ClvtierError
+from clvtier.errors import TrackingError
 from clvtier.report import plots
 from clvtier.tracking.pyfunc import log_tiering_model
 from clvtier.tracking.store import environment_tags, experiment_id, pinned_requirements, use_tracking_uri
-
-
-class TrackingError(ClvtierError):
-    """The tracking store cannot be used (unreachable, locked, refused)."""
 
 
 @contextlib.contextmanager
@@ -151,6 +147,8 @@ def _log_model_runs(run, folder: Path) -> None:
     for name, fit in run.fits.items():
         with _child(name):
             mlflow.set_tag("clvtier.model", name)
+            if fit.builds_on:
+                mlflow.set_tag("clvtier.builds_on", fit.builds_on)
             mlflow.log_params({f"model.{k}": v for k, v in fit.settings.model_dump().items()})
             if "clusters" in fit.roles:
                 _log_clusters(fit.model, evaluation.clusters, test, folder)
@@ -268,13 +266,6 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def tag_run(run_id: str, tags: dict[str, str]) -> None:
-    with tracking_errors():
-        client = mlflow.MlflowClient()
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-
-
 # ---------------------------------------------------------------------------------------------
 # scoring
 
@@ -318,11 +309,9 @@ def log_scoring(result, *, uri: str, params: dict) -> str:
 __all__ = [
     "SCORING_EXPERIMENT",
     "LoggedRun",
-    "TrackingError",
     "frame_fingerprint",
     "log_scoring",
     "log_training",
     "numeric",
-    "tag_run",
     "tracking_errors",
 ]
