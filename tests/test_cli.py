@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,9 @@ def test_demo_command_on_the_sample(tmp_path, tracking_uri):
     assert len(tiers) == 2357 and set(tiers["tier"]) == {"premium", "develop", "potential", "marginal"}
     assert "Tiers as of 1998-06-30, compared with 1998-03-31" in result.output
     assert "migration (rows: previous tier" in result.output
+    # the champion that scores 1998-06-30 was refitted on data up to 1998-06-30
+    window = json.loads((tmp_path / "models" / "sample" / "registered.json").read_text())["data_window"]
+    assert window["btyd_history_to"] == "1998-06-30" and window["ml_targets_to"] == "1998-06-30"
 
 
 @pytest.mark.slow
@@ -134,3 +138,8 @@ def test_demo_command(tmp_path, tracking_uri):
     assert len(tiers) == 23_570 and set(tiers["tier"]) == {"premium", "develop", "potential", "marginal"}
     assert "Tiers as of 1998-06-30, compared with 1998-03-31" in result.output
     assert "share_predicted_value" in result.output and "migration (rows: previous tier" in result.output
+    exported = tmp_path / "models" / "clvtier-cdnow" / "registered.json"
+    window = json.loads(exported.read_text())["data_window"]
+    assert window == {"btyd_history_to": "1998-06-30", "ml_features_as_of": "1997-12-30",
+                      "ml_targets_to": "1998-06-30", "refit": True}
+    assert "Rolling backtest over 2 origins" in result.output

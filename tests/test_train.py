@@ -126,7 +126,7 @@ def test_nested_runs_per_model(trained):
     } <= names
     booster = mlflow.xgboost.load_model(next(m.model_uri for m in models if m.name == "xgboost_spend"))
     assert booster.get_booster().num_boosted_rounds() == 60
-    example = result.tiering.clv.ml.spend_model_  # the tiering model's (hybrid's) spend booster
+    example = result.fits["hybrid"].model.ml.spend_model_  # the evaluation fit's spend booster
     hybrid = mlflow.xgboost.load_model(next(m.model_uri for m in models if m.name == "hybrid_spend"))
     x = pd.DataFrame(
         np.ones((3, len(example.get_booster().feature_names))), columns=example.get_booster().feature_names

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from clvtier.clv.catalogue import CATALOGUE, names
 from clvtier.data import LoadSpec
 from clvtier.errors import InputError
+from clvtier.features import window_length
 from clvtier.settings import Settings
 
 #: Test metrics a champion can be chosen on, and whether higher is better.
@@ -75,13 +76,21 @@ class SplitConfig(Settings):
     """Out-of-time protocol: ML models learn from features as of ``train_cutoff`` and the
     ``horizon`` after it; every model is tested on features as of ``test_cutoff`` against the
     ``horizon`` after that. ``holdout_last: N`` instead puts the test window on the last N time
-    units of the data and the training window just before it (``horizon`` = N)."""
+    units of the data and the training window just before it (``horizon`` = N).
+
+    ``origins: N`` repeats the protocol at N test cutoffs ``step`` time units apart (default: the
+    horizon), the given one being the latest, each with its training cutoff one horizon earlier
+    (a rolling-origin backtest). Every window must lie inside the data unless
+    ``allow_partial_window`` (then metrics of a partial window are marked ``partial``)."""
 
     time_unit: Literal["days", "weeks"] = "weeks"
     horizon: float | None = Field(None, gt=0)
     train_cutoff: dt.date | None = None
     test_cutoff: dt.date | None = None
     holdout_last: float | None = Field(None, gt=0)
+    origins: int = Field(1, ge=1)
+    step: float | None = Field(None, gt=0)
+    allow_partial_window: bool = False
 
     @model_validator(mode="after")
     def _cutoffs_or_last(self):
@@ -103,6 +112,46 @@ class SplitConfig(Settings):
     @property
     def window(self) -> float:
         return self.holdout_last if self.holdout_last is not None else self.horizon
+
+    def protocol(self, first: dt.date, last: dt.date) -> dict:
+        """Cutoffs of every origin (oldest first) for data from ``first`` to ``last``; the top-level
+        ``train_cutoff``/``test_cutoff`` are the latest origin's. Raises InputError naming the
+        window when a test window ends after ``last`` (unless ``allow_partial_window``) or a
+        training cutoff has no history before it."""
+        window = window_length(self.window, self.time_unit)
+        step = window_length(self.step or self.window, self.time_unit)
+        if self.holdout_last is None:
+            train_cut, test_cut = self.train_cutoff, self.test_cutoff
+        else:
+            test_cut = last - window
+            train_cut = test_cut - window
+        origins = []
+        for k in range(self.origins - 1, -1, -1):
+            t0, t1 = train_cut - k * step, test_cut - k * step
+            partial = t1 + window > last
+            if partial and not self.allow_partial_window:
+                raise InputError(
+                    "split",
+                    f"the test window {t1} to {t1 + window} ends after the last transaction ({last}): "
+                    "move the cutoffs earlier, shorten the horizon or use fewer origins "
+                    "(or set allow_partial_window: true to accept partial metrics)",
+                )
+            if t0 < first:
+                raise InputError(
+                    "split",
+                    f"the training cutoff {t0} is before the first transaction ({first}): there is "
+                    "no history to learn from; move the cutoffs later or use fewer origins",
+                )
+            origins.append(
+                {"train_cutoff": t0.isoformat(), "test_cutoff": t1.isoformat(), "partial": partial}
+            )
+        return {
+            "train_cutoff": origins[-1]["train_cutoff"],
+            "test_cutoff": origins[-1]["test_cutoff"],
+            "horizon": self.window,
+            "time_unit": self.time_unit,
+            "origins": origins,
+        }
 
 
 class _Models(Settings):
@@ -139,6 +188,12 @@ class RegistryConfig(Settings):
     name: str = Field("clvtier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     metric: Literal[tuple(METRIC_DIRECTIONS)] = "gini"
     export_dir: Path = Path("models")
+    #: A retrain on newer data replaces the champion when its metric on the newest backtest
+    #: window is not worse than the champion's there by more than this.
+    tolerance: float = Field(0.0, ge=0)
+    #: ... or, whatever the metric, when the champion's data ended this many days before the
+    #: retrain's (None: never by age).
+    max_age_days: int | None = Field(None, ge=1)
 
 
 class ExperimentConfig(Settings):
@@ -151,6 +206,9 @@ class ExperimentConfig(Settings):
     models: ModelsConfig
     tiering: TieringConfig = TieringConfig()
     registry: RegistryConfig = RegistryConfig()
+    #: Refit the tiering model on the latest data after the out-of-time evaluation (what is
+    #: registered and scores customers); false keeps the evaluation-time fit (for studies).
+    refit: bool = True
 
     @model_validator(mode="after")
     def _tiering_models_fitted(self):

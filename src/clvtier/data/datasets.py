@@ -116,7 +116,9 @@ def synthetic_transactions(n_customers: int, *, model: str = "bgnbd_gg",
         p = rng.beta(params["a"], params["b"], n)
         # Number of repeat purchases before death: BG/NBD may die after each repeat purchase
         # (1, 2, ...); MBG/NBD also right after the first purchase (0, 1, ...).
-        max_repeats = rng.geometric(p) - (1 if model == "mbgnbd_gg" else 0)
+        # p can underflow to 0 with a tiny `a` (no dropout): such a customer never dies
+        alive = p > 1e-12
+        max_repeats[alive] = rng.geometric(p[alive]) - (1 if model == "mbgnbd_gg" else 0)
         churn = p
     nu = rng.gamma(spend["q"], 1.0 / spend["gamma"], n)
 

@@ -147,6 +147,13 @@ class Transactions:
         frame["date"] = pd.to_datetime(frame["date"])
         return frame
 
+    def total_amount(self, after, until) -> float:
+        """Sum of the used amounts dated in ``(after, until]``."""
+        (total,) = self.con.execute(
+            "SELECT coalesce(sum(amount), 0) FROM tx WHERE status = 'ok' AND date > ? AND date <= ?",
+            [to_date(after), to_date(until)]).fetchall()[0]
+        return float(total)
+
     def fingerprint(self) -> str:
         """SHA-256 over the used rows' values and source positions, computed in DuckDB (nothing is
         copied into Python): equal data in the same order, equal fingerprint. It depends on

@@ -206,3 +206,13 @@ def segment_outcomes(segment_rank, holdout_spend, churned) -> pd.DataFrame:
     out["holdout_spend_per_customer"] = out["holdout_spend"] / out["customers"]
     out.attrs["monotone"] = bool(np.all(np.diff(out["holdout_spend_per_customer"].to_numpy()) <= 0))
     return out
+
+
+def backtest_summary(origins: pd.DataFrame) -> pd.DataFrame:
+    """Each model's metrics over rolling backtest origins (``origins``: one row per model and
+    origin): mean, min, max and the number of origins, one row per model and metric."""
+    skip = ("model", "origin", "partial", "customers", "fit_seconds")
+    metrics = [c for c in origins.columns if c not in skip]
+    long = origins.melt(id_vars=["model"], value_vars=metrics, var_name="metric")
+    out = long.groupby(["model", "metric"], sort=False)["value"].agg(["mean", "min", "max", "count"])
+    return out.reset_index().rename(columns={"count": "origins"})

@@ -104,6 +104,11 @@ def out_of_time_frames(
     return train, test
 
 
+def benchmark_row(name: str, test: pd.DataFrame, clv, churn, *, seconds: float = 0.0) -> dict:
+    """One model's row of the benchmark: value and churn metrics of its predictions on ``test``."""
+    return _row(name, test, clv, churn, probability=True, seconds=seconds)
+
+
 def _row(name: str, test: pd.DataFrame, clv, churn_score, *, probability: bool, seconds: float) -> dict:
     churned = ~test["active"].to_numpy()
     return {
@@ -191,6 +196,7 @@ __all__ = [
     "ALL_MODELS",
     "CDNOW_PROTOCOL",
     "ModelBenchmark",
+    "benchmark_row",
     "benchmark_table",
     "evaluate_models",
     "out_of_time_frames",

@@ -96,6 +96,7 @@ class ScoreResult:
                 self.migration.matrix.to_string(),
             ]
         lines += [f"WARNING: {w}" for w in self.warnings]
+        lines += [f"MODEL WARNING (from training): {w}" for w in self.model.model.info.get("warnings", [])]
         if self.run_id:
             lines.append(
                 f"logged run {self.run_id} in experiment {SCORING_EXPERIMENT!r} ({self.tracking_uri})"

@@ -33,12 +33,82 @@ class Decision:
     previous_champion: str | None = None
 
 
-def decide(name: str, *, protocol: str, metric: str, value: float, higher_is_better: bool) -> Decision:
-    """Champion or challenger for a new version of ``name`` with test ``metric`` = ``value``."""
+@dataclass(frozen=True)
+class Retrain:
+    """A retrain of the champion's config on newer data: both models' ``metric`` on the newest
+    complete backtest window (``window``: its test cutoff), and how much newer the data is."""
+
+    challenger: float
+    champion: float
+    window: str
+    age_days: int
+    tolerance: float = 0.0
+    max_age_days: int | None = None
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "clvtier.retrain.window": self.window,
+            "clvtier.retrain.challenger": str(self.challenger),
+            "clvtier.retrain.champion": str(self.champion),
+            "clvtier.retrain.age_days": str(self.age_days),
+        }
+
+
+def is_retrain(champion, *, config_digest: str, data_last_date: str, protocol: str) -> bool:
+    """Whether a new version is the champion's config on newer data (a protocol of its own)."""
+    tags = champion.tags
+    return (
+        tags.get("clvtier.protocol") != protocol
+        and tags.get("clvtier.config_digest") == config_digest
+        and tags.get("clvtier.data_last_date", "9999") < data_last_date
+    )
+
+
+def _retrain_decision(champion, metric: str, r: Retrain, higher_is_better: bool) -> Decision:
+    if math.isnan(r.challenger) or math.isnan(r.champion):
+        return Decision(
+            CHALLENGER, f"retrain: {metric} on the window after {r.window} is not a number", champion.version
+        )
+    margin = r.challenger - r.champion if higher_is_better else r.champion - r.challenger
+    scores = (
+        f"{metric} {r.challenger:.4f} vs champion v{champion.version}'s {r.champion:.4f} on the "
+        f"window after {r.window}"
+    )
+    if margin >= -r.tolerance:
+        return Decision(
+            CHAMPION,
+            f"retrain on newer data: {scores}, not worse by more than {r.tolerance:g}",
+            champion.version,
+        )
+    if r.max_age_days is not None and r.age_days > r.max_age_days:
+        return Decision(
+            CHAMPION,
+            f"retrain on newer data: {scores} is worse, but the champion's data is "
+            f"{r.age_days} days older (max_age_days {r.max_age_days})",
+            champion.version,
+        )
+    return Decision(
+        CHALLENGER, f"retrain on newer data: {scores} is worse by more than {r.tolerance:g}", champion.version
+    )
+
+
+def decide(
+    name: str,
+    *,
+    protocol: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool,
+    retrain: Retrain | None = None,
+) -> Decision:
+    """Champion or challenger for a new version of ``name`` with test ``metric`` = ``value``
+    (``retrain``: this version retrains the champion's config on newer data)."""
     champion = current_champion(name)
     if champion is None:
         return Decision(CHAMPION, "no champion yet")
     tag = champion.tags.get(f"clvtier.test.{metric}")
+    if retrain is not None:
+        return _retrain_decision(champion, metric, retrain, higher_is_better)
     if champion.tags.get("clvtier.protocol") != protocol:
         return Decision(
             CHALLENGER,
@@ -76,6 +146,12 @@ def current_champion(name: str):
         ) from None
 
 
+def current_champion_at(name: str, tracking_uri: str):
+    """:func:`current_champion` in the store at ``tracking_uri``."""
+    use_tracking_uri(tracking_uri)
+    return current_champion(name)
+
+
 def _not_found(exc: MlflowException) -> bool:
     text = str(exc.message).lower()
     return "not found" in text or "does not exist" in text or "no such" in text
@@ -99,10 +175,12 @@ def register_and_export(
     export_dir,
     tracking_uri: str,
     experiment: str,
+    retrain: Retrain | None = None,
+    description: str = "",
 ) -> Registered:
     """Decide champion or challenger on ``metric``, register ``model_uri`` as a new version of
-    ``name`` with its test metrics as tags, tag the run, and export the champion to
-    ``export_dir/name``."""
+    ``name`` with its test metrics, config digest and data end as tags (and ``description``, the
+    model's warnings), tag the run, and export the champion to ``export_dir/name``."""
     use_tracking_uri(tracking_uri)
     with tracking_errors():
         digest = model_info["protocol"]["digest"]
@@ -112,17 +190,29 @@ def register_and_export(
             metric=metric,
             value=test_metrics.get(metric, math.nan),
             higher_is_better=METRIC_DIRECTIONS[metric],
+            retrain=retrain,
         )
         tags = {
             "clvtier.protocol": digest,
+            "clvtier.config_digest": model_info["config_digest"],
+            "clvtier.data_last_date": model_info["data_last_date"],
             "clvtier.experiment": experiment,
             "clvtier.run_id": run_id,
             **{f"clvtier.test.{k}": str(v) for k, v in test_metrics.items()},
+            **(retrain.tags() if retrain else {}),
+            **{f"clvtier.data_window.{k}": str(v) for k, v in model_info.get("data_window", {}).items()},
         }
         version = str(register(model_uri, name, decision, tags).version)
         client = mlflow.MlflowClient()
-        client.set_tag(run_id, "clvtier.registry", f"{name} v{version} @{decision.alias}")
-        client.set_tag(run_id, "clvtier.registry_reason", decision.reason)
+        if description:
+            client.update_model_version(name, version, description=description)
+        run_tags = {
+            "clvtier.registry": f"{name} v{version} @{decision.alias}",
+            "clvtier.registry_reason": decision.reason,
+            **(retrain.tags() if retrain else {}),
+        }
+        for key, value in run_tags.items():
+            client.set_tag(run_id, key, value)
         export_path = None
         if decision.alias == CHAMPION:
             info = {

@@ -95,7 +95,11 @@ def log_training(run, *, uri: str, log_data: bool) -> LoggedRun:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"train {config.experiment}") as active:
             mlflow.set_tags({**environment_tags(), "clvtier.command": "train", "clvtier.protocol": digest})
             mlflow.log_params(config.flat())
-            mlflow.log_params({f"protocol.{k}": v for k, v in prepared.protocol.items()})
+            mlflow.log_params(
+                {f"protocol.{k}": v for k, v in prepared.protocol.items() if k != "origins"}
+                | {"protocol.origins": len(prepared.protocol["origins"])}
+            )
+            mlflow.set_tags({f"clvtier.warning.{w.code}": w.message[:5000] for w in evaluation.warnings})
             mlflow.log_params({"data.fingerprint": prepared.fingerprint, "protocol.digest": digest})
             mlflow.log_metrics({f"rows.{k}": v for k, v in numeric(prepared.accounting.as_dict()).items()})
             mlflow.log_metrics({f"tiering.{k}": v for k, v in evaluation.test_metrics.items()})
@@ -113,6 +117,9 @@ def log_training(run, *, uri: str, log_data: bool) -> LoggedRun:
             mlflow.log_dict(policy.model_dump(mode="json"), "policy.yaml")
             mlflow.log_params({"policy": policy.label, "policy.digest": policy.digest()})
             _log_frame(evaluation.table, folder, "model_metrics.csv")
+            _log_frame(evaluation.origins, folder, "backtest_origins.csv")
+            _log_frame(evaluation.summary, folder, "backtest_summary.csv")
+            mlflow.log_dict(evaluation.model_info["data_window"], "tiering_data_window.json")
             _log_frame(evaluation.calibration, folder, "calibration.csv")
             _log_figure(plots.calibration_curves(evaluation.calibration), "calibration_curve.png")
             _log_figure(
