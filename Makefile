@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_score.py
+	$(PY) benchmarks/bench_refit.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
