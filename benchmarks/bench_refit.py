@@ -35,8 +35,9 @@ def main() -> None:
 
     config_path = Path(__file__).parents[1] / "experiments" / "cdnow.yaml"
     full = load_cdnow()
-    window = calibration_holdout(load_transactions(full), calibration_end=ORIGIN, observation_end="1998-06-30",
-                                 time_unit="weeks")
+    window = calibration_holdout(
+        load_transactions(full), calibration_end=ORIGIN, observation_end="1998-06-30", time_unit="weeks"
+    )
     actual = window["holdout_spend"].to_numpy()
     models, seconds = {}, {}
 
