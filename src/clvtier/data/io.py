@@ -369,6 +369,24 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def check_no_overlap(reads: dict, writes: dict) -> None:
+    """Refuse, before any work, an output that is also an input or another output (compared as
+    resolved paths, so ``./t.csv`` and ``t.csv`` are the same file). ``reads`` and ``writes`` map
+    what a path is (e.g. "transactions", "output") to the path, or None."""
+    seen: dict[Path, str] = {}
+    for role, path in reads.items():
+        if path is not None and not isinstance(path, pd.DataFrame):
+            seen.setdefault(Path(path).resolve(), role)
+    for role, path in writes.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            problem = f"is both the {seen[resolved]} and the {role}: refusing to overwrite it"
+            raise InputError(str(path), problem)
+        seen[resolved] = role
+
+
 def output_format(path) -> str:
     """``"csv"`` or ``"parquet"`` from a path's extension, else an InputError."""
     suffix = Path(path).suffix.lower()
@@ -385,7 +403,8 @@ def atomic_output(path):
     so a crash or kill never leaves a partial file under the real name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # hidden, and ending like the real name so readers that go by the extension can read it
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date, write_frame
-from clvtier.data.io import output_format
+from clvtier.data.io import check_no_overlap, output_format
 from clvtier.features import customer_features, unit_days
 from clvtier.segment import Diagnosis, diagnose
 
@@ -39,6 +39,8 @@ def build_features(
     when there are any."""
     output = Path(output)
     output_format(output)
+    default_rejects = output.with_name(output.name + ".rejects.csv")
+    check_no_overlap({"transactions": source}, {"output": output, "rejects file": rejects or default_rejects})
     unit_days(time_unit)
     day = to_date(as_of, what="as_of")
     tx = load_transactions(source, spec or LoadSpec())
@@ -47,7 +49,7 @@ def build_features(
     accounting = tx.accounting(day)
     target = None
     if accounting.rows_quarantined:
-        target = Path(rejects) if rejects is not None else output.with_name(output.name + ".rejects.csv")
+        target = Path(rejects) if rejects is not None else default_rejects
         tx.write_rejects(target)
     return FeaturesResult(output, len(table), accounting, diagnose(table), target)
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
-from clvtier.data.io import atomic_output, output_format, sql_literal
+from clvtier.data.io import atomic_output, check_no_overlap, output_format, sql_literal
 from clvtier.data.privacy import id_salt, pseudonymize
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
@@ -119,9 +119,10 @@ class ScoreOptions:
     lang: str = "en"
 
 
-def check_options(o: ScoreOptions) -> tuple:
-    """Validate every option that does not need the data; returns (as_of date, output format,
-    salt or None)."""
+def check_options(o: ScoreOptions, source=None) -> tuple:
+    """Validate every option that does not need the data (paths included: no output may be the
+    transactions or the previous tiers); returns (as_of date, output format, salt or None)."""
+    check_no_overlap({"transactions": source, "previous tiers": o.previous}, {"output": o.output})
     if o.chunk_size < 1:
         raise InputError("chunk_size", f"must be a positive number of customers; got {o.chunk_size}")
     if not o.drift_threshold > 0:
@@ -232,7 +233,7 @@ def score(
         lang,
     )
     step = Steps(progress)
-    day, fmt, salt = check_options(o)
+    day, fmt, salt = check_options(o, source)
     uri = resolve_tracking_uri(tracking_uri)
     with step("load model and policy"):
         loaded, policy = load(model, policy, uri)
@@ -241,38 +242,32 @@ def score(
             if o.previous is not None
             else False
         )
-    with _scratch(o.memory_limit) as (scratch, con):
-        with step("read and validate"):
-            tx, accounting = read(source, spec, day, con)
-        with step("features"):
-            features(con, tx, day, loaded.model.time_unit)
-        with step("predict"):
-            predictions = scratch / "predictions.parquet"
-            customers = _predict(con, loaded.model, policy, day, predictions, o.chunk_size)
-        with step("tier and write"):
-            fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
-            tiers = _write(predictions, o.output, fmt, fitted, loaded, o.chunk_size, salt, o.lang)
-    result = ScoreResult(
-        output=o.output,
-        model=loaded,
-        policy=policy,
-        cutoffs=fitted.summary(),
-        accounting=accounting,
-        customers=customers,
-        tiers=tiers,
-        seconds=step.seconds,
-    )
-    if o.previous is not None:
-        with step("compare with previous"):
-            result.migration = compare(
-                o.previous, o.output, policy, o.drift_threshold, policy_change=policy_change
-            )
-            for w in result.migration.warnings:
-                log.warning(w)
-    if log_to_mlflow:
-        with step("log to MLflow"):
-            result.tracking_uri = uri
-            result.run_id = log_scoring(result, uri=uri, params=_run_params(result, source, day, o))
+    # The output is staged under a hidden name and moved into place only once every step that can
+    # fail (the comparison with the previous tiers, MLflow) has succeeded.
+    with atomic_output(o.output) as staged:
+        with _scratch(o.memory_limit) as (scratch, con):
+            with step("read and validate"):
+                tx, accounting = read(source, spec, day, con)
+            with step("features"):
+                features(con, tx, day, loaded.model.time_unit)
+            with step("predict"):
+                predictions = scratch / "predictions.parquet"
+                customers = _predict(con, loaded.model, policy, day, predictions, o.chunk_size)
+            with step("tier and write"):
+                fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
+                tiers = _write(predictions, staged, fmt, fitted, loaded, o.chunk_size, salt, o.lang)
+        result = ScoreResult(output=o.output, model=loaded, policy=policy, cutoffs=fitted.summary(),
+                             accounting=accounting, customers=customers, tiers=tiers, seconds=step.seconds)
+        if o.previous is not None:
+            with step("compare with previous"):
+                result.migration = compare(o.previous, staged, policy, o.drift_threshold,
+                                           policy_change=policy_change)
+                for w in result.migration.warnings:
+                    log.warning(w)
+        if log_to_mlflow:
+            with step("log to MLflow"):
+                result.tracking_uri = uri
+                result.run_id = log_scoring(result, uri=uri, params=_run_params(result, source, day, o))
     return result
 
 
@@ -364,41 +359,40 @@ def _write(
     salt: str | None,
     lang: str,
 ) -> pd.DataFrame:
-    """Tier every batch and append it to ``output`` (atomically); return the tier table."""
+    """Tier every batch and append it to ``output`` (a staged path); return the tier table."""
     codes = [t.code for t in fitted.policy.tiers]
     customers = np.zeros(len(codes), dtype=np.int64)
     at_risk = np.zeros(len(codes), dtype=np.int64)
     predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
     past: list[list[float]] = [[] for _ in codes]
-    with atomic_output(output) as tmp:
-        writer = None
-        for batch in pq.ParquetFile(predictions).iter_batches(batch_size=chunk_size):
-            frame = batch.to_pandas()
-            verdict = fitted.assign(frame, lang=lang)
-            out = frame[list(OUTPUT_COLUMNS)].copy()
-            for c in verdict.columns:
-                out[c] = verdict[c].to_numpy()
-            out["model_name"] = loaded.name
-            out["model_version"] = loaded.version
-            out["policy"] = fitted.policy.label
-            for i, code in enumerate(codes):
-                rows = (out["tier"] == code).to_numpy()
-                customers[i] += rows.sum()
-                at_risk[i] += out["at_risk"].to_numpy()[rows].sum()
-                predicted[i].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
-                past[i].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
-            if salt is not None:
-                out["customer_id"] = pseudonymize(out["customer_id"], salt)
-            if fmt == "csv":
-                out.to_csv(tmp, index=False, header=writer is None, mode="w" if writer is None else "a")
-                writer = True
-            else:
-                table = pa.Table.from_pandas(out, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-        if fmt == "parquet" and writer is not None:
-            writer.close()
+    writer = None
+    for batch in pq.ParquetFile(predictions).iter_batches(batch_size=chunk_size):
+        frame = batch.to_pandas()
+        verdict = fitted.assign(frame, lang=lang)
+        out = frame[list(OUTPUT_COLUMNS)].copy()
+        for c in verdict.columns:
+            out[c] = verdict[c].to_numpy()
+        out["model_name"] = loaded.name
+        out["model_version"] = loaded.version
+        out["policy"] = fitted.policy.label
+        for i, code in enumerate(codes):
+            rows = (out["tier"] == code).to_numpy()
+            customers[i] += rows.sum()
+            at_risk[i] += out["at_risk"].to_numpy()[rows].sum()
+            predicted[i].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
+            past[i].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
+        if salt is not None:
+            out["customer_id"] = pseudonymize(out["customer_id"], salt)
+        if fmt == "csv":
+            out.to_csv(output, index=False, header=writer is None, mode="w" if writer is None else "a")
+            writer = True
+        else:
+            table = pa.Table.from_pandas(out, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(output, table.schema)
+            writer.write_table(table)
+    if fmt == "parquet" and writer is not None:
+        writer.close()
     predicted_sum = np.array([math.fsum(s) for s in predicted])
     past_sum = np.array([math.fsum(s) for s in past])
     return pd.DataFrame(

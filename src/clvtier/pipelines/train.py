@@ -52,7 +52,13 @@ from clvtier.tiering import TieringModel
 from clvtier.tiering.policy import TierPolicy, load_policy
 from clvtier.tracking import resolve_tracking_uri
 from clvtier.tracking.models import load_model
-from clvtier.tracking.registry import Retrain, current_champion_at, is_retrain, register_and_export
+from clvtier.tracking.registry import (
+    Retrain,
+    check_export_target,
+    current_champion_at,
+    is_retrain,
+    register_and_export,
+)
 from clvtier.tracking.runs import LoggedRun, log_training
 
 STEPS = (
@@ -536,6 +542,7 @@ def train(
     """
     steps = Steps(progress)
     uri = resolve_tracking_uri(tracking_uri)
+    check_export_target(config.registry.export_dir / config.registry.name)  # before any work
     with steps("load and validate data"):
         prepared = prepare(config)
     with steps("features"):

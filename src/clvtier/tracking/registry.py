@@ -19,7 +19,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from clvtier.config import METRIC_DIRECTIONS
-from clvtier.errors import TrackingError
+from clvtier.errors import InputError, TrackingError
 from clvtier.tracking.runs import tracking_errors
 from clvtier.tracking.store import use_tracking_uri
 
@@ -236,10 +236,29 @@ def register(model_uri: str, name: str, decision: Decision, tags: dict[str, str]
     return version
 
 
+def check_export_target(target) -> Path:
+    """``target`` may be replaced by an export only when it does not exist, is an empty folder, or
+    holds a previous clvtier export (``registered.json`` or ``MLmodel``): a user's folder is never
+    deleted."""
+    target = Path(target)
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(str(target), "exists and is not a folder: refusing to replace it with a model")
+        previous = (target / "registered.json").is_file() or (target / "MLmodel").is_file()
+        if any(target.iterdir()) and not previous:
+            raise InputError(
+                str(target),
+                "exists and is not a clvtier model export (no registered.json or MLmodel): refusing to "
+                "replace it; choose another registry.export_dir or registry.name",
+            )
+    return target
+
+
 def export(model_uri: str, target: Path, info: dict) -> Path:
     """Copy the model at ``model_uri`` to ``target`` (MLflow model format) with ``registered.json``
-    beside its MLmodel; the old export is replaced only once the new one is complete."""
-    target = Path(target)
+    beside its MLmodel; the old export is replaced only once the new one is complete, and only
+    when it is one (:func:`check_export_target`)."""
+    target = check_export_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
