@@ -133,3 +133,115 @@ def test_score_cli_names_the_user_output_not_the_temp_file(exported, tmp_path):
     )
     assert result.exit_code == 2 and ".tmp" not in result.output
     assert not Path(tmp_path / "t.csv").exists()
+
+
+# --- tier edge cases ---------------------------------------------------------------------------
+
+
+def _population(n, spend=None, rng_seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(rng_seed)
+    return pd.DataFrame(
+        {
+            "predicted_clv": rng.gamma(2, 20, n),
+            "monetary_total": rng.gamma(2, 50, n) if spend is None else spend,
+            "churn_probability": rng.uniform(0, 1, n),
+        }
+    )
+
+
+def test_a_lone_customer_and_all_equal_customers_are_in_the_top_tier():
+    from clvtier.tiering.policy import load_policy
+
+    policy = load_policy("corporate4")
+    one = _population(1)
+    assert policy.fit(one).assign(one)["tier"].tolist() == ["premium"]
+    same = pd.DataFrame(
+        {"predicted_clv": [5.0] * 500, "monetary_total": [9.0] * 500, "churn_probability": 0.2}
+    )
+    assert set(policy.fit(same).assign(same)["tier"]) == {"premium"}
+
+
+def test_a_quantile_condition_on_a_degenerate_column_warns_and_never_fires():
+    import numpy as np
+
+    from clvtier.tiering.policy import load_policy
+
+    policy = load_policy("corporate4")
+    spend = np.where(np.arange(1000) < 900, 0.0, 50.0)  # 90% spent nothing: the 75% quantile is 0
+    nobody = _population(1000, spend=spend)
+    fitted = policy.fit(nobody)
+    assert not fitted.assign(nobody)["at_risk"].any()
+    assert fitted.warnings and "cannot separate customers" in fitted.warnings[0]
+    normal = _population(1000)
+    fitted = policy.fit(normal)
+    assert fitted.assign(normal)["at_risk"].any() and fitted.warnings == []
+
+
+def test_mixing_pseudonymised_and_raw_runs_warns(exported, tmp_path, monkeypatch):
+    from clvtier.data.privacy import SALT_ENV
+
+    model, tx, _ = exported
+    monkeypatch.setenv(SALT_ENV, "a-test-salt-of-24-chars!")
+    hashed = tmp_path / "hashed.parquet"
+    score(str(model), tx, as_of=AS_OF, output=hashed, pseudonymize_ids=True, log_to_mlflow=False)
+    raw = score(
+        str(model), tx, as_of=AS_OF, output=tmp_path / "raw.parquet", previous=hashed, log_to_mlflow=False
+    )
+    assert any("holds pseudonymised customer ids and this run writes raw ones" in w for w in raw.warnings)
+    both = score(
+        str(model),
+        tx,
+        as_of=AS_OF,
+        output=tmp_path / "h2.parquet",
+        previous=hashed,
+        pseudonymize_ids=True,
+        log_to_mlflow=False,
+    )
+    assert not any("pseudonymised customer ids" in w for w in both.warnings)
+
+
+# --- outputs that are safe to open -------------------------------------------------------------
+
+
+def test_csv_outputs_defuse_formulas_unless_asked_and_parquet_keeps_raw_values(exported, tmp_path):
+    model, _, _ = exported
+    frame = load_cdnow(sample=True)
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    frame.loc[frame["customer_id"] == frame["customer_id"].iloc[5], "customer_id"] = '=HYPERLINK("http://x")'
+    frame.loc[0, "date"] = None  # one reject, whose id cell also starts with '='
+    frame.loc[0, "customer_id"] = "@SUM(A1)"
+    tx = tmp_path / "tx.csv"
+    frame.to_csv(tx, index=False)
+    result = CliRunner().invoke(
+        app, ["features", "-i", str(tx), "--as-of", AS_OF, "-o", str(tmp_path / "f.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    ids = pd.read_csv(tmp_path / "f.csv", dtype=str)["customer_id"]
+    assert '\'=HYPERLINK("http://x")' in set(ids) and not ids.str.startswith("=").any()
+    rejects = pd.read_csv(tmp_path / "f.csv.rejects.csv", dtype=str)
+    assert rejects["customer_id"].tolist() == ["'@SUM(A1)"]
+    scored = tmp_path / "t.csv"
+    score(str(model), tx, as_of=AS_OF, output=scored, log_to_mlflow=False)
+    assert '\'=HYPERLINK("http://x")' in set(pd.read_csv(scored, dtype=str)["customer_id"])
+    raw = tmp_path / "raw.csv"
+    score(str(model), tx, as_of=AS_OF, output=raw, log_to_mlflow=False, escape_formulas=False)
+    assert '=HYPERLINK("http://x")' in set(pd.read_csv(raw, dtype=str)["customer_id"])
+    parquet = tmp_path / "t.parquet"
+    score(str(model), tx, as_of=AS_OF, output=parquet, log_to_mlflow=False)
+    assert '=HYPERLINK("http://x")' in set(pd.read_parquet(parquet)["customer_id"])
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_follow_the_umask(tmp_path, umask, mode):
+    import os
+
+    from clvtier.data import write_frame
+
+    previous = os.umask(umask)
+    try:
+        path = write_frame(pd.DataFrame({"a": [1]}), tmp_path / "a.csv")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == mode

@@ -82,6 +82,11 @@ def _stop_on_sigterm():
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
                                         ".parquet or .xlsx.", show_default=False)]
 
+EscapeOpt = Annotated[bool, typer.Option(
+    "--escape-formulas/--no-escape-formulas",
+    help="In CSV outputs, prefix ' to text cells starting with = + - @ tab or CR, so spreadsheets "
+         "show them instead of running them as formulas (Parquet keeps raw values).")]
+
 #: The reader options of every command that reads transactions, declared once (the fields of
 #: clvtier.data.LoadSpec); :func:`_load_options` adds them to a command as its ``spec``.
 LOAD_OPTIONS = {
@@ -153,6 +158,7 @@ def features(
     rejects: Annotated[Path | None, typer.Option(
         help="Where to write quarantined rows (.csv or .parquet). Default: next to the "
              "output as <output>.rejects.csv, written only when rows were quarantined.")] = None,
+    escape_formulas: EscapeOpt = True,
     spec: dict | None = None,
 ):
     """Compute the per-customer feature table as of a date, with the row accounting."""
@@ -160,7 +166,7 @@ def features(
         from clvtier.pipelines.features import build_features
 
         result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
-                                rejects=rejects)
+                                rejects=rejects, escape_formulas=escape_formulas)
         typer.echo(result.format())
 
 
@@ -467,6 +473,7 @@ def score_command(
     memory_limit: Annotated[str | None, typer.Option(
         help="DuckDB memory limit; past it DuckDB spills to a scratch folder in TMPDIR.")] = "4GB",
     tracking_uri: TrackingOpt = None,
+    escape_formulas: EscapeOpt = True,
     spec: dict | None = None,
 ):
     """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
@@ -481,6 +488,7 @@ def score_command(
                        previous=previous, allow_policy_change=allow_policy_change,
                        drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
                        chunk_size=chunk_size, memory_limit=memory_limit, lang=lang,
+                       escape_formulas=escape_formulas,
                        tracking_uri=tracking_uri, progress=_progress())
         typer.echo(result.format())
 

@@ -408,17 +408,46 @@ def atomic_output(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_frame(frame: pd.DataFrame, path) -> Path:
-    """Write ``frame`` as CSV or Parquet (by extension) atomically."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: A text cell starting with one of these is run as a formula by spreadsheet programs.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a leading ``'`` on every text cell that a spreadsheet would read as a
+    formula (starting with ``= + - @``, tab or carriage return); numbers are untouched."""
+    out = None
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind in "biufcmMb":
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            out = frame.copy() if out is None else out
+            out[column] = values.where(~risky, "'" + text)
+    return frame if out is None else out
+
+
+def write_frame(frame: pd.DataFrame, path, *, escape_formulas: bool = True) -> Path:
+    """Write ``frame`` as CSV or Parquet (by extension) atomically. In CSV, text cells that a
+    spreadsheet would run as formulas get a leading ``'`` unless ``escape_formulas=False``;
+    Parquet keeps every value as it is."""
     fmt = output_format(path)
     with atomic_output(path) as tmp:
         if fmt == "csv":
-            frame.to_csv(tmp, index=False)
+            (spreadsheet_safe(frame) if escape_formulas else frame).to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
     return Path(path)

@@ -191,9 +191,10 @@ class Transactions:
             frame = frame.drop(columns="raw_line")
         return frame.sort_values("source_line", kind="stable").reset_index(drop=True)
 
-    def write_rejects(self, path) -> Path:
-        """Write :meth:`rejects` to CSV or Parquet (by extension), atomically."""
-        return write_frame(self.rejects(), path)
+    def write_rejects(self, path, *, escape_formulas: bool = True) -> Path:
+        """Write :meth:`rejects` to CSV or Parquet (by extension), atomically (CSV text cells that a
+        spreadsheet would run as formulas get a leading ``'`` unless ``escape_formulas=False``)."""
+        return write_frame(self.rejects(), path, escape_formulas=escape_formulas)
 
 
 def to_date(value, *, what: str = "date") -> dt.date:

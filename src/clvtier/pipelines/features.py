@@ -32,11 +32,19 @@ class FeaturesResult:
 
 
 def build_features(
-    source, *, as_of, output, time_unit: str = "days", spec: LoadSpec | None = None, rejects=None
+    source,
+    *,
+    as_of,
+    output,
+    time_unit: str = "days",
+    spec: LoadSpec | None = None,
+    rejects=None,
+    escape_formulas: bool = True,
 ) -> FeaturesResult:
     """Read ``source``, compute the feature table as of ``as_of`` in ``time_unit`` and write it to
     ``output``; quarantined rows go to ``rejects`` (default ``<output>.rejects.csv``), written only
-    when there are any."""
+    when there are any. CSV text cells that a spreadsheet would run as formulas get a leading ``'``
+    unless ``escape_formulas=False``."""
     output = Path(output)
     output_format(output)
     default_rejects = output.with_name(output.name + ".rejects.csv")
@@ -45,12 +53,12 @@ def build_features(
     day = to_date(as_of, what="as_of")
     tx = load_transactions(source, spec or LoadSpec())
     table = customer_features(tx, as_of=day, time_unit=time_unit)
-    write_frame(table, output)
+    write_frame(table, output, escape_formulas=escape_formulas)
     accounting = tx.accounting(day)
     target = None
     if accounting.rows_quarantined:
         target = Path(rejects) if rejects is not None else default_rejects
-        tx.write_rejects(target)
+        tx.write_rejects(target, escape_formulas=escape_formulas)
     return FeaturesResult(output, len(table), accounting, diagnose(table), target)
 
 

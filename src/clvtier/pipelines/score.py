@@ -32,14 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
-from clvtier.data.io import atomic_output, check_no_overlap, output_format, sql_literal
+from clvtier.data.io import atomic_output, check_no_overlap, output_format, spreadsheet_safe, sql_literal
 from clvtier.data.privacy import id_salt, pseudonymize
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
 from clvtier.segment.rfm import rfm_score_sql
 from clvtier.tiering import OUTPUT_COLUMNS, TieringModel
-from clvtier.tiering.monitor import Migration, check_previous, compare
+from clvtier.tiering.monitor import Migration, check_previous, compare, pseudonym_mismatch
 from clvtier.tiering.policy import TierPolicy, load_policy
 from clvtier.tracking import resolve_tracking_uri, use_tracking_uri
 from clvtier.tracking.models import LoadedModel, load_model
@@ -67,13 +67,15 @@ class ScoreResult:
     customers: int
     tiers: pd.DataFrame
     migration: Migration | None = None
+    notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     tracking_uri: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
-        return self.migration.warnings if self.migration is not None else []
+        """Drift warnings of the migration, then the run's other warnings (policy, ids)."""
+        return (self.migration.warnings if self.migration is not None else []) + self.notes
 
     def format(self) -> str:
         """Plain-text summary for people: accounting, tier table, migration, warnings."""
@@ -117,6 +119,7 @@ class ScoreOptions:
     chunk_size: int = 250_000
     memory_limit: str = MEMORY_LIMIT
     lang: str = "en"
+    escape_formulas: bool = True
 
 
 def check_options(o: ScoreOptions, source=None) -> tuple:
@@ -187,6 +190,7 @@ def score(
     chunk_size: int = 250_000,
     memory_limit: str | None = None,
     lang: str = "en",
+    escape_formulas: bool = True,
     log_to_mlflow: bool = True,
     tracking_uri: str | None = None,
     progress: Callable[[str, float | None], None] | None = None,
@@ -231,9 +235,10 @@ def score(
         chunk_size,
         memory_limit or MEMORY_LIMIT,
         lang,
+        escape_formulas,
     )
     step = Steps(progress)
-    day, fmt, salt = check_options(o, source)
+    day, fmt, _ = check_options(o, source)
     uri = resolve_tracking_uri(tracking_uri)
     with step("load model and policy"):
         loaded, policy = load(model, policy, uri)
@@ -255,13 +260,25 @@ def score(
                 customers = _predict(con, loaded.model, policy, day, predictions, o.chunk_size)
             with step("tier and write"):
                 fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
-                tiers = _write(predictions, staged, fmt, fitted, loaded, o.chunk_size, salt, o.lang)
-        result = ScoreResult(output=o.output, model=loaded, policy=policy, cutoffs=fitted.summary(),
-                             accounting=accounting, customers=customers, tiers=tiers, seconds=step.seconds)
+                tiers = _write(predictions, staged, fmt, fitted, loaded, o)
+        result = ScoreResult(
+            output=o.output,
+            model=loaded,
+            policy=policy,
+            cutoffs=fitted.summary(),
+            accounting=accounting,
+            customers=customers,
+            tiers=tiers,
+            seconds=step.seconds,
+            notes=list(fitted.warnings),
+        )
         if o.previous is not None:
+            mismatch = pseudonym_mismatch(o.previous, o.pseudonymize_ids)
+            result.notes += [mismatch] if mismatch else []
             with step("compare with previous"):
-                result.migration = compare(o.previous, staged, policy, o.drift_threshold,
-                                           policy_change=policy_change)
+                result.migration = compare(
+                    o.previous, staged, policy, o.drift_threshold, policy_change=policy_change
+                )
                 for w in result.migration.warnings:
                     log.warning(w)
         if log_to_mlflow:
@@ -349,16 +366,7 @@ def _rebatch(reader, size: int):
         yield pa.Table.from_batches(pending)
 
 
-def _write(
-    predictions: Path,
-    output,
-    fmt: str,
-    fitted,
-    loaded: LoadedModel,
-    chunk_size: int,
-    salt: str | None,
-    lang: str,
-) -> pd.DataFrame:
+def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: ScoreOptions) -> pd.DataFrame:
     """Tier every batch and append it to ``output`` (a staged path); return the tier table."""
     codes = [t.code for t in fitted.policy.tiers]
     customers = np.zeros(len(codes), dtype=np.int64)
@@ -366,7 +374,8 @@ def _write(
     predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
     past: list[list[float]] = [[] for _ in codes]
     writer = None
-    for batch in pq.ParquetFile(predictions).iter_batches(batch_size=chunk_size):
+    lang, salt = o.lang, id_salt() if o.pseudonymize_ids else None
+    for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
         frame = batch.to_pandas()
         verdict = fitted.assign(frame, lang=lang)
         out = frame[list(OUTPUT_COLUMNS)].copy()
@@ -384,7 +393,9 @@ def _write(
         if salt is not None:
             out["customer_id"] = pseudonymize(out["customer_id"], salt)
         if fmt == "csv":
-            out.to_csv(output, index=False, header=writer is None, mode="w" if writer is None else "a")
+            (spreadsheet_safe(out) if o.escape_formulas else out).to_csv(
+                output, index=False, header=writer is None, mode="w" if writer is None else "a"
+            )
             writer = True
         else:
             table = pa.Table.from_pandas(out, preserve_index=False)

@@ -117,6 +117,26 @@ def check_previous(previous, policy: TierPolicy, *, allow_policy_change: bool = 
     return changed
 
 
+def pseudonym_mismatch(previous, pseudonymized: bool) -> str | None:
+    """A warning when ``previous`` holds pseudonyms (20 hex digits) and this run writes raw ids,
+    or the other way round: no customer would match, and every one would look new."""
+    con = duckdb.connect()
+    try:
+        (hashed,) = con.sql(
+            f"SELECT bool_and(regexp_full_match(CAST(customer_id AS VARCHAR), '[0-9a-f]{{20}}')) "
+            f"FROM {_reader(previous)}"
+        ).fetchall()[0]
+    except duckdb.Error:
+        return None
+    if bool(hashed) == pseudonymized:
+        return None
+    kinds = ("pseudonymised", "raw") if hashed else ("raw", "pseudonymised")
+    return (
+        f"{previous} holds {kinds[0]} customer ids and this run writes {kinds[1]} ones: no customer can be "
+        "matched between the two, so the migration shows everyone as new and gone"
+    )
+
+
 @dataclass
 class Migration:
     """Previous x current tiers and the drift warnings; ``policy_change`` when the two runs used
@@ -142,6 +162,7 @@ __all__ = [
     "Migration",
     "check_previous",
     "compare",
+    "pseudonym_mismatch",
     "drift_warnings",
     "migration_matrix",
     "previous_policy",

@@ -20,7 +20,7 @@ value at or below theirs, so it lies in (0, 1] and equal values rank equally.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -172,6 +172,8 @@ class TierPolicy(_Strict):
         if self.kind == "shares":
             score = np.sort(fitted.score(values))[::-1]
             bounds = np.round(np.cumsum([t.share for t in self.tiers]) * len(score)).astype(np.int64)
+            bounds[0] = max(bounds[0], 1)  # a lone customer (or all tied) belongs to the top tier
+            bounds = np.maximum.accumulate(bounds)
             cuts = [float(score[b - 1]) if b > 0 else np.inf for b in bounds[:-1]]
             fitted.cuts = cuts + [-np.inf]
         elif self.kind == "min_score":
@@ -180,7 +182,17 @@ class TierPolicy(_Strict):
         conditions += self.at_risk.when if self.at_risk else []
         for c in conditions:
             if c.quantile is not None:
-                fitted.quantiles[(c.column, c.quantile)] = float(np.quantile(values[c.column], c.quantile))
+                column = values[c.column]
+                q = fitted.quantiles[(c.column, c.quantile)] = float(np.quantile(column, c.quantile))
+                # "at least the 75% quantile" that is also the minimum selects nearly everyone: the
+                # column cannot separate the customers, so the condition does not fire
+                if (c.op in (">", ">=") and q <= column.min()) or (c.op in ("<", "<=") and q >= column.max()):
+                    fitted.degenerate.add((c.column, c.quantile))
+                    fitted.warnings.append(
+                        f"policy {self.label}: {c.column} {c.op} its {c.quantile:.0%} quantile ({q:,.2f}) "
+                        f"cannot separate customers (the quantile is the column's "
+                        f"{'minimum' if c.op in ('>', '>=') else 'maximum'}), so the condition never fires"
+                    )
         return fitted
 
     def digest(self) -> str:
@@ -197,6 +209,8 @@ class FittedPolicy:
     cuts: list[float]
     quantiles: dict[tuple[str, float], float]
     n: int
+    degenerate: set = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
 
     def score(self, values: dict[str, np.ndarray], ranks: dict[str, np.ndarray] | None = None) -> np.ndarray:
         score = self.policy.score
@@ -219,6 +233,8 @@ class FittedPolicy:
     def _holds(self, conditions: list[Condition], values) -> np.ndarray:
         ok = np.ones(len(next(iter(values.values()))), dtype=bool)
         for c in conditions:
+            if (c.column, c.quantile) in self.degenerate:
+                return np.zeros_like(ok)
             ok &= _OPS[c.op](values[c.column], self.threshold(c))
         return ok
 

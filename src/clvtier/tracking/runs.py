@@ -291,7 +291,9 @@ def log_scoring(result, *, uri: str, params: dict) -> str:
             mlflow.set_tags({**environment_tags(), "clvtier.command": "score"})
             mlflow.log_params(params)
             acc = {f"rows.{k}": v for k, v in numeric(result.accounting.as_dict()).items()}
-            mlflow.log_metrics({**acc, "customers": result.customers, "drift_warnings": len(result.warnings)})
+            drift = result.migration.warnings if result.migration is not None else []
+            mlflow.log_metrics({**acc, "customers": result.customers, "drift_warnings": len(drift),
+                                "warnings": len(result.warnings)})
             for row in result.tiers.itertuples():
                 mlflow.log_metrics(
                     {
@@ -309,7 +311,7 @@ def log_scoring(result, *, uri: str, params: dict) -> str:
             if result.migration is not None:
                 mlflow.log_text(result.migration.matrix.to_csv(), "migration.csv")
                 if result.warnings:
-                    mlflow.log_text("\n".join(result.warnings) + "\n", "drift_warnings.txt")
+                    mlflow.log_text("\n".join(drift) + "\n", "drift_warnings.txt")
     return run.info.run_id
 
 
