@@ -245,3 +245,77 @@ def test_outputs_follow_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
+
+
+# --- MLflow that cannot be used ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("sqlite:////nonexistent/dir/x.db", "the folder /nonexistent/dir does not exist"),
+        ("http://127.0.0.1:9/", "the tracking server does not answer"),
+    ],
+)
+def test_an_unusable_tracking_store_stops_before_any_work(exported, tmp_path, uri, message):
+    import time
+
+    model, tx, _ = exported
+    start = time.perf_counter()
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "-m",
+            str(model),
+            "-i",
+            str(tx),
+            "--as-of",
+            AS_OF,
+            "-o",
+            str(tmp_path / "t.csv"),
+            "--tracking-uri",
+            uri,
+        ],
+    )
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert time.perf_counter() - start < 15 and not (tmp_path / "t.csv").exists()
+    assert not Path("/nonexistent").exists()
+    quiet = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "-m",
+            str(model),
+            "-i",
+            str(tx),
+            "--as-of",
+            AS_OF,
+            "-o",
+            str(tmp_path / "t.csv"),
+            "--tracking-uri",
+            uri,
+            "--no-tracking",
+        ],
+    )
+    assert quiet.exit_code == 0, quiet.output
+    assert (tmp_path / "t.csv").exists()
+
+
+def test_concurrent_runs_on_a_new_sqlite_store(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import mlflow, sys\n"
+        "from clvtier.tracking import use_tracking_uri\n"
+        "use_tracking_uri(sys.argv[1])\n"
+        "with mlflow.start_run(): mlflow.log_metric('x', 1)\n"
+    )
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

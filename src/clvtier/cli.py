@@ -473,6 +473,9 @@ def score_command(
     memory_limit: Annotated[str | None, typer.Option(
         help="DuckDB memory limit; past it DuckDB spills to a scratch folder in TMPDIR.")] = "4GB",
     tracking_uri: TrackingOpt = None,
+    no_tracking: Annotated[bool, typer.Option(
+        "--no-tracking", help="Do not log the run to MLflow (for batch jobs that must not depend on "
+                              "it; a models:/ URI still needs the registry).")] = False,
     escape_formulas: EscapeOpt = True,
     spec: dict | None = None,
 ):
@@ -488,7 +491,7 @@ def score_command(
                        previous=previous, allow_policy_change=allow_policy_change,
                        drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
                        chunk_size=chunk_size, memory_limit=memory_limit, lang=lang,
-                       escape_formulas=escape_formulas,
+                       escape_formulas=escape_formulas, log_to_mlflow=not no_tracking,
                        tracking_uri=tracking_uri, progress=_progress())
         typer.echo(result.format())
 

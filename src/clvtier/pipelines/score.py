@@ -240,6 +240,8 @@ def score(
     step = Steps(progress)
     day, fmt, _ = check_options(o, source)
     uri = resolve_tracking_uri(tracking_uri)
+    if log_to_mlflow or str(model).startswith("models:/"):
+        use_tracking_uri(uri)  # a store that cannot be used stops the job before any work
     with step("load model and policy"):
         loaded, policy = load(model, policy, uri)
         policy_change = (

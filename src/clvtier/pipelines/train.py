@@ -50,7 +50,7 @@ from clvtier.pipelines.steps import Steps
 from clvtier.segment import Diagnosis, diagnose
 from clvtier.tiering import TieringModel
 from clvtier.tiering.policy import TierPolicy, load_policy
-from clvtier.tracking import resolve_tracking_uri
+from clvtier.tracking import resolve_tracking_uri, use_tracking_uri
 from clvtier.tracking.models import load_model
 from clvtier.tracking.registry import (
     Retrain,
@@ -541,7 +541,7 @@ def train(
         it ends.
     """
     steps = Steps(progress)
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = use_tracking_uri(resolve_tracking_uri(tracking_uri))  # a store that cannot be used stops us now
     check_export_target(config.registry.export_dir / config.registry.name)  # before any work
     with steps("load and validate data"):
         prepared = prepare(config)

@@ -20,8 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from clvtier.config import METRIC_DIRECTIONS
 from clvtier.errors import InputError, TrackingError
-from clvtier.tracking.runs import tracking_errors
-from clvtier.tracking.store import use_tracking_uri
+from clvtier.tracking.store import tracking_errors, use_tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

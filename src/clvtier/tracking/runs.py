@@ -12,21 +12,16 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
-from clvtier.errors import TrackingError
 from clvtier.report import plots
 from clvtier.tracking.pyfunc import log_tiering_model
-from clvtier.tracking.store import environment_tags, experiment_id, pinned_requirements, use_tracking_uri
-
-
-@contextlib.contextmanager
-def tracking_errors():
-    """MLflow's own errors as clvtier's :class:`TrackingError`, one line."""
-    try:
-        yield
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow: {str(exc.message).splitlines()[0]}") from None
+from clvtier.tracking.store import (
+    environment_tags,
+    experiment_id,
+    pinned_requirements,
+    tracking_errors,
+    use_tracking_uri,
+)
 
 
 @dataclass

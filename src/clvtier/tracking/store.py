@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
 import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from clvtier.errors import TrackingError
 
 DEFAULT_STORE = "mlflow.db"
 #: Distributions clvtier runs on: recorded with every run, pinned in every logged model.
@@ -52,13 +56,74 @@ def quiet_mlflow() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+#: Seconds a command waits for a tracking server before it gives up (MLflow's own default retries
+#: for minutes).
+SERVER_TIMEOUT = 5
+
+
+def check_tracking_store(uri: str) -> str:
+    """Check, quickly and before any work, that the tracking store at ``uri`` can be used: a SQLite
+    store's folder must exist and be writable (MLflow would silently create missing folders), a
+    server must answer within :data:`SERVER_TIMEOUT` seconds. Raises TrackingError naming the URI."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        folder = db.parent
+        if not folder.is_dir():
+            raise TrackingError(f"{uri}: the folder {folder} does not exist; create it or choose another")
+        writable = os.access(db if db.exists() else folder, os.W_OK) and os.access(folder, os.W_OK)
+        if not writable:
+            raise TrackingError(f"{uri}: {db if db.exists() else folder} is not writable")
+    elif uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT).close()
+        except urllib.error.HTTPError:
+            pass  # it answered: MLflow servers without /health still work
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"{uri}: the tracking server does not answer ({reason})") from None
+    return uri
+
+
+@contextlib.contextmanager
+def tracking_errors():
+    """MLflow's own errors as clvtier's :class:`~clvtier.errors.TrackingError`, one line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow: {str(exc.message).splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive lock beside a SQLite store while MLflow creates its schema, so that several
+    processes starting on a new store do not run the migrations at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def use_tracking_uri(uri: str) -> str:
     """Point MLflow at ``uri`` (telemetry off unless the user turned it on) and return it."""
     import mlflow
 
     telemetry_off()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    check_tracking_store(uri)
+    with _store_lock(uri), tracking_errors():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates (migrates) a new store
     return uri
 
 
