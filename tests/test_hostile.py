@@ -319,3 +319,30 @@ def test_concurrent_runs_on_a_new_sqlite_store(tmp_path):
     ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+# --- scratch files and pseudonyms ----------------------------------------------------------------
+
+
+def test_pseudonymised_output_is_ordered_by_pseudonym(exported, tmp_path, monkeypatch):
+    from clvtier.data.privacy import SALT_ENV
+
+    model, tx, _ = exported
+    monkeypatch.setenv(SALT_ENV, "a-test-salt-of-24-chars!")
+    out = tmp_path / "p.parquet"
+    score(str(model), tx, as_of=AS_OF, output=out, pseudonymize_ids=True, log_to_mlflow=False, chunk_size=500)
+    ids = pd.read_parquet(out)["customer_id"].tolist()
+    assert ids == sorted(ids) and len(set(ids)) == 2357  # nothing follows the raw ids' order
+
+
+def test_scratch_lives_beside_the_output_and_stale_scratch_is_removed(exported, tmp_path):
+    model, tx, _ = exported
+    out = tmp_path / "t.parquet"
+    dead = tmp_path / ".t.parquet.scratch-999999999"  # a killed run's leftovers (no such process)
+    dead.mkdir()
+    (dead / "scratch.duckdb").write_text("raw ids")
+    alive = tmp_path / ".t.parquet.scratch-1"  # a run still going (pid 1 exists): left alone
+    alive.mkdir()
+    score(str(model), tx, as_of=AS_OF, output=out, log_to_mlflow=False)
+    assert not dead.exists() and alive.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.parquet.scratch-1", "t.parquet"]

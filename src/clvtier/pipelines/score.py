@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import tempfile
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,15 +165,35 @@ def features(con, tx, day, time_unit: str) -> None:
 
 
 @contextlib.contextmanager
-def _scratch(memory_limit: str):
-    """A scratch folder with a DuckDB database that spills into it, removed on the way out."""
-    with tempfile.TemporaryDirectory(prefix="clvtier-score-") as folder:
-        scratch = Path(folder)
+def _scratch(output: Path, memory_limit: str):
+    """A scratch folder beside the output (``.<output name>.scratch-<pid>``, private to the user)
+    with a DuckDB database that spills into it, removed on the way out. Scratch folders of this
+    output left by killed runs (their process is gone) are removed first."""
+    for stale in output.parent.glob(f".{output.name}.scratch-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    scratch = output.parent / f".{output.name}.scratch-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700, parents=True)
+    try:
         with duckdb.connect(str(scratch / "scratch.duckdb")) as con:
             con.execute(f"SET temp_directory = {sql_literal(scratch / 'spill')}")
             con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
             con.execute("SET preserve_insertion_order = false")
             yield scratch, con
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def score(
@@ -252,14 +273,14 @@ def score(
     # The output is staged under a hidden name and moved into place only once every step that can
     # fail (the comparison with the previous tiers, MLflow) has succeeded.
     with atomic_output(o.output) as staged:
-        with _scratch(o.memory_limit) as (scratch, con):
+        with _scratch(o.output, o.memory_limit) as (scratch, con):
             with step("read and validate"):
                 tx, accounting = read(source, spec, day, con)
             with step("features"):
                 features(con, tx, day, loaded.model.time_unit)
             with step("predict"):
                 predictions = scratch / "predictions.parquet"
-                customers = _predict(con, loaded.model, policy, day, predictions, o.chunk_size)
+                customers = _predict(con, loaded.model, policy, day, predictions, o)
             with step("tier and write"):
                 fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
                 tiers = _write(predictions, staged, fmt, fitted, loaded, o)
@@ -275,19 +296,25 @@ def score(
             notes=list(fitted.warnings),
         )
         if o.previous is not None:
-            mismatch = pseudonym_mismatch(o.previous, o.pseudonymize_ids)
-            result.notes += [mismatch] if mismatch else []
             with step("compare with previous"):
-                result.migration = compare(
-                    o.previous, staged, policy, o.drift_threshold, policy_change=policy_change
-                )
-                for w in result.migration.warnings:
-                    log.warning(w)
+                compare_previous(result, staged, o, policy_change)
         if log_to_mlflow:
             with step("log to MLflow"):
                 result.tracking_uri = uri
                 result.run_id = log_scoring(result, uri=uri, params=_run_params(result, source, day, o))
     return result
+
+
+def compare_previous(result: ScoreResult, staged: Path, o: ScoreOptions, policy_change: bool) -> None:
+    """The migration from ``o.previous`` to the staged output, its drift warnings, and a warning
+    when one side holds pseudonyms and the other raw ids."""
+    mismatch = pseudonym_mismatch(o.previous, o.pseudonymize_ids)
+    result.notes += [mismatch] if mismatch else []
+    result.migration = compare(
+        o.previous, staged, result.policy, o.drift_threshold, policy_change=policy_change
+    )
+    for w in result.migration.warnings:
+        log.warning(w)
 
 
 def _run_params(result: ScoreResult, source, day, o: ScoreOptions) -> dict:
@@ -316,8 +343,11 @@ def _policy(policy, model: TieringModel) -> TierPolicy:
     return load_policy(policy)
 
 
-def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, chunk_size: int) -> int:
-    """Stream the feature table through the model into a Parquet file; return the customer count."""
+def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: ScoreOptions) -> int:
+    """Stream the feature table through the model into a Parquet file; return the customer count.
+    With pseudonymised ids, the file holds pseudonyms only and is ordered by them, so the output's
+    row order says nothing about the raw ids."""
+    chunk_size, salt = o.chunk_size, id_salt() if o.pseudonymize_ids else None
     extra = [c for c in policy.columns if c not in OUTPUT_COLUMNS]
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
     writer = None
@@ -337,6 +367,8 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, chun
                 )
             out = model.predict_features(features, scores)
             out["customer_id"] = out["customer_id"].astype(str)
+            if salt is not None:
+                out["customer_id"] = pseudonymize(out["customer_id"], salt)
             for c in extra:
                 out[c] = features[c].to_numpy()
             table = pa.Table.from_pandas(out, preserve_index=False)
@@ -349,6 +381,11 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, chun
             writer.close()
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
+    if salt is not None:
+        ordered = path.with_name("ordered.parquet")
+        con.execute(f"COPY (SELECT * FROM read_parquet({sql_literal(path)}) ORDER BY customer_id) "
+                    f"TO {sql_literal(ordered)} (FORMAT parquet)")
+        os.replace(ordered, path)
     return customers
 
 
@@ -376,7 +413,7 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
     past: list[list[float]] = [[] for _ in codes]
     writer = None
-    lang, salt = o.lang, id_salt() if o.pseudonymize_ids else None
+    lang = o.lang
     for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
         frame = batch.to_pandas()
         verdict = fitted.assign(frame, lang=lang)
@@ -392,8 +429,6 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
             at_risk[i] += out["at_risk"].to_numpy()[rows].sum()
             predicted[i].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
             past[i].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
-        if salt is not None:
-            out["customer_id"] = pseudonymize(out["customer_id"], salt)
         if fmt == "csv":
             (spreadsheet_safe(out) if o.escape_formulas else out).to_csv(
                 output, index=False, header=writer is None, mode="w" if writer is None else "a"
