@@ -346,3 +346,53 @@ def test_scratch_lives_beside_the_output_and_stale_scratch_is_removed(exported, 
     score(str(model), tx, as_of=AS_OF, output=out, log_to_mlflow=False)
     assert not dead.exists() and alive.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".t.parquet.scratch-1", "t.parquet"]
+
+
+# --- inputs that used to end in a traceback --------------------------------------------------------
+
+
+def _cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output.strip()
+
+
+def test_empty_sheet_and_wrong_encoding_are_one_line_errors(tmp_path):
+    frame = load_cdnow(sample=True).head(20)
+    book = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        frame.to_excel(writer, sheet_name="data", index=False)
+        pd.DataFrame().to_excel(writer, sheet_name="empty", index=False)
+    code, out = _cli("features", "-i", book, "--sheet", "empty", "--as-of", AS_OF, "-o", tmp_path / "f.csv")
+    assert code == 2 and out == f"clvtier: error: {book}: sheet 'empty' is empty"
+    utf8 = tmp_path / "tx.csv"
+    frame.to_csv(utf8, index=False)
+    code, out = _cli(
+        "features", "-i", utf8, "--encoding", "utf-16", "--as-of", AS_OF, "-o", tmp_path / "f.csv"
+    )
+    assert code == 2 and out.startswith(f"clvtier: error: {utf8}: cannot be decoded as utf-16")
+    assert len(out.splitlines()) == 1 and not (tmp_path / "f.csv").exists()
+
+
+def test_amounts_that_would_overflow_are_quarantined_and_the_rest_is_used(tmp_path):
+    frame = load_cdnow(sample=True).head(200)
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    frame.loc[:2, "customer_id"] = "huge"
+    frame.loc[:2, "amount"] = 1e308  # three of them overflow a total
+    path = tmp_path / "tx.csv"
+    frame.to_csv(path, index=False)
+    code, out = _cli("features", "-i", path, "--as-of", AS_OF, "-o", tmp_path / "f.csv")
+    assert code == 0, out
+    assert "amount_out_of_range" in out
+    rejects = pd.read_csv(tmp_path / "f.csv.rejects.csv", dtype=str)
+    assert rejects["reason"].tolist() == ["amount_out_of_range"] * 3
+    assert "huge" not in set(pd.read_csv(tmp_path / "f.csv", dtype=str)["customer_id"])
+
+
+def test_no_rejects_file_is_promised_when_none_is_written(tmp_path):
+    path = tmp_path / "tx.csv"
+    pd.DataFrame({"customer_id": ["a", "b"], "date": ["soon", "later"], "amount": [1, 2]}).to_csv(
+        path, index=False
+    )
+    code, out = _cli("features", "-i", path, "--as-of", AS_OF, "-o", tmp_path / "f.csv")
+    assert code == 2 and "rejects file" not in out and "most often bad_date: date is empty or cannot" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tx.csv"]

@@ -63,7 +63,10 @@ class _Stopped(BaseException):
 def _stop_on_sigterm():
     import signal
 
+    received = []
+
     def stop(signum, frame):
+        received.append(signum)
         raise _Stopped(signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -72,6 +75,11 @@ def _stop_on_sigterm():
     except _Stopped as exc:
         typer.echo(f"clvtier: stopped by signal {exc.args[0]}", err=True)
         raise typer.Exit(128 + exc.args[0]) from None
+    except Exception:  # noqa: BLE001 - DuckDB turns our signal into its own "Query interrupted"
+        if not received:
+            raise
+        typer.echo(f"clvtier: stopped by signal {received[0]}", err=True)
+        raise typer.Exit(128 + received[0]) from None
     except KeyboardInterrupt:
         typer.echo("clvtier: interrupted", err=True)
         raise typer.Exit(128 + signal.SIGINT) from None
@@ -162,7 +170,7 @@ def features(
     spec: dict | None = None,
 ):
     """Compute the per-customer feature table as of a date, with the row accounting."""
-    with _clean_errors():
+    with _stop_on_sigterm(), _clean_errors():
         from clvtier.pipelines.features import build_features
 
         result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
@@ -471,7 +479,7 @@ def score_command(
     lang: Annotated[str, typer.Option(help="Language of labels and actions: en or zh.")] = "en",
     chunk_size: Annotated[int, typer.Option(help="Customers per batch.")] = 250_000,
     memory_limit: Annotated[str | None, typer.Option(
-        help="DuckDB memory limit; past it DuckDB spills to a scratch folder in TMPDIR.")] = "4GB",
+        help="DuckDB memory limit; past it DuckDB spills to a scratch folder beside the output.")] = "4GB",
     tracking_uri: TrackingOpt = None,
     no_tracking: Annotated[bool, typer.Option(
         "--no-tracking", help="Do not log the run to MLflow (for batch jobs that must not depend on "

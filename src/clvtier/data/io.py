@@ -292,6 +292,8 @@ def _read_excel(path: Path, sheet) -> pd.DataFrame:
         raise InputError(str(path), _first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for non-workbooks
         raise InputError(str(path), f"cannot read as an Excel workbook: {_first_line(exc)}") from None
+    if frame.columns.empty:
+        raise EmptyInputError(str(path), f"sheet {sheet if sheet is not None else 0!r} is empty")
     frame.columns = [str(c) for c in frame.columns]
     # Mixed Python objects (datetime, int, str) become text, interpreted later like CSV text.
     for col in frame.columns:
@@ -341,6 +343,9 @@ def _utf8_path(path: Path, encoding: str | None):
         tmpdir.cleanup()
         raise InputError(str(path), f"cannot be decoded as {encoding}: byte {exc.start} "
                                     f"of a chunk is invalid") from None
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        tmpdir.cleanup()
+        raise InputError(str(path), f"cannot be decoded as {encoding} ({exc})") from None
     return out, tmpdir
 
 

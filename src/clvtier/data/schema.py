@@ -35,7 +35,7 @@ REASONS: dict[str, str] = {
     "bad_date": "date is empty or cannot be parsed",
     "date_out_of_range": "date is before 1900-01-01 or after 2199-12-31",
     "bad_amount": "amount is empty, not a number, NaN or infinite",
-    "amount_out_of_range": "absolute amount is above max_amount",
+    "amount_out_of_range": "absolute amount is above max_amount, or above 1e15 in any case",
     "negative_amount": "a return, and the returns policy is 'quarantine'",
     "unmatched_return": "a return with no purchase by the customer that day (policy 'net')",
     "return_exceeds_purchases": "the day's returns exceed its purchases (policy 'net')",
@@ -44,6 +44,8 @@ REASONS: dict[str, str] = {
 }
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE")
+#: Largest absolute amount clvtier accepts: beyond it sums lose cent precision or overflow.
+AMOUNT_LIMIT = 1e15
 _CURRENCY = "¥$€£￥"
 
 
@@ -262,8 +264,9 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
               ("date IS NULL", "bad_date"),
               ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
               ("amount IS NULL OR NOT isfinite(amount)", "bad_amount")]
-    if max_amount is not None:
-        checks.append((f"abs(amount) > {float(max_amount)!r}", "amount_out_of_range"))
+    # Above 1e15 a double no longer holds cents, and a few 1e308 rows overflow a customer's total
+    limit = min(float(max_amount), AMOUNT_LIMIT) if max_amount is not None else AMOUNT_LIMIT
+    checks.append((f"abs(amount) > {limit!r}", "amount_out_of_range"))
     for c in numeric:
         checks.append((f"({sql_ident(c)} IS NULL OR NOT isfinite({sql_ident(c)})) "
                        f"AND {text(c)} IS NOT NULL", f"bad_{c}"))
@@ -317,9 +320,9 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     if ok == 0:
         counts = dict(con.execute("SELECT status, count(*) FROM tx GROUP BY status").fetchall())
         counts["malformed_row"] = len(raw.malformed)
+        reason = max(counts, key=counts.get)
         raise EmptyInputError(raw.source, f"no valid rows: all {total:,} rows quarantined "
-                                          f"(most often {max(counts, key=counts.get)}; "
-                                          "see the rejects file)")
+                                          f"(most often {reason}: {REASONS.get(reason, reason)})")
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last,

@@ -53,13 +53,14 @@ def build_features(
     day = to_date(as_of, what="as_of")
     tx = load_transactions(source, spec or LoadSpec())
     table = customer_features(tx, as_of=day, time_unit=time_unit)
-    write_frame(table, output, escape_formulas=escape_formulas)
+    diagnosis = diagnose(table)  # everything that can fail, before anything is written
     accounting = tx.accounting(day)
     target = None
     if accounting.rows_quarantined:
         target = Path(rejects) if rejects is not None else default_rejects
         tx.write_rejects(target, escape_formulas=escape_formulas)
-    return FeaturesResult(output, len(table), accounting, diagnose(table), target)
+    write_frame(table, output, escape_formulas=escape_formulas)
+    return FeaturesResult(output, len(table), accounting, diagnosis, target)
 
 
 __all__ = ["FeaturesResult", "build_features"]

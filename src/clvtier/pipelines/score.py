@@ -241,7 +241,7 @@ def score(
         Customers per batch: memory in Python grows with it, not with the data.
     memory_limit : str, optional
         DuckDB's memory limit (e.g. ``"8GB"``); default :data:`MEMORY_LIMIT`. Past it, DuckDB
-        spills to the scratch folder (in ``TMPDIR``).
+        spills to the scratch folder beside the output.
     log_to_mlflow : bool, default=True
         Log a run in the ``scoring`` experiment: tier sizes and value shares, model version, row
         accounting, policy, migration. No customer rows or ids.
