@@ -396,3 +396,28 @@ def test_no_rejects_file_is_promised_when_none_is_written(tmp_path):
     code, out = _cli("features", "-i", path, "--as-of", AS_OF, "-o", tmp_path / "f.csv")
     assert code == 2 and "rejects file" not in out and "most often bad_date: date is empty or cannot" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tx.csv"]
+
+
+# --- results that do not depend on chance --------------------------------------------------------
+
+
+def test_shuffled_input_rows_give_byte_identical_outputs(exported, tmp_path):
+    """Money is summed exactly (decimals), so no output byte depends on the order of the rows."""
+    import numpy as np
+
+    model, _, _ = exported
+    frame = load_cdnow()
+    frame = frame[frame["customer_id"] <= frame["customer_id"].quantile(0.2)]  # about 4,700 customers
+    rng = np.random.default_rng(0)
+    outputs = []
+    for i in range(7):
+        path = tmp_path / f"tx{i}.csv"
+        frame.iloc[rng.permutation(len(frame))].to_csv(path, index=False)
+        out = tmp_path / f"t{i}.parquet"
+        score(str(model), path, as_of=AS_OF, output=out, log_to_mlflow=False)
+        outputs.append(out.read_bytes())
+        code, text = _cli("features", "-i", path, "--as-of", AS_OF, "-o", tmp_path / f"f{i}.csv")
+        assert code == 0, text
+    assert all(o == outputs[0] for o in outputs)
+    features = {(tmp_path / f"f{i}.csv").read_bytes() for i in range(7)}
+    assert len(features) == 1

@@ -365,6 +365,18 @@ def sql_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+#: Money is summed in decimals with this many places: exact, so no sum depends on row order.
+SUM_DECIMALS = 6
+
+
+def exact_sum(expr: str, where: str | None = None) -> str:
+    """SQL for the sum of ``expr`` (optionally ``FILTER (WHERE where)``) computed exactly in
+    ``DECIMAL(38, 6)`` and returned as DOUBLE: floating-point sums change in the last bits with
+    the order rows arrive in (threads, shuffled files); this one never does."""
+    filtered = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({expr} AS DECIMAL(38, {SUM_DECIMALS}))){filtered} AS DOUBLE)"
+
+
 def sql_literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 

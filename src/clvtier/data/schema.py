@@ -20,6 +20,7 @@ from clvtier.data.io import (
     RETURNS_POLICIES,
     LoadSpec,
     RawTable,
+    exact_sum,
     read_raw,
     sql_ident,
     sql_literal,
@@ -335,12 +336,12 @@ def _build_days(con, names: list[str]) -> None:
     non-negative amount), rows, and the sum and count of each optional numeric column."""
     purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in names
                  else "count(*) FILTER (WHERE amount >= 0)")
-    extra = "".join(f", sum({sql_ident(c)}) AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
+    extra = "".join(f", {exact_sum(sql_ident(c))} AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
                     f"{sql_ident('n_' + c)}"
                     for c in names if c not in ("customer_id", "date", "amount", "order_id"))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day AS
-        SELECT customer_id, date, sum(amount) AS amount, {purchases} AS purchases,
+        SELECT customer_id, date, {exact_sum('amount')} AS amount, {purchases} AS purchases,
                count(*) AS n_rows{extra}
         FROM tx WHERE status = 'ok' GROUP BY customer_id, date""")
 

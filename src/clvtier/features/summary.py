@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from clvtier.data.io import sql_ident, sql_literal
+from clvtier.data.io import exact_sum, sql_ident, sql_literal
 from clvtier.data.schema import Transactions, load_transactions, to_date
 from clvtier.errors import InputError
 
@@ -55,7 +55,7 @@ def _btyd_columns(as_of: dt.date, unit: int) -> str:
     return f"""CAST(count(*) - 1 AS DOUBLE) AS frequency,
                (max(date) - min(date)) / {unit}.0 AS recency,
                (DATE {sql_literal(as_of)} - min(date)) / {unit}.0 AS T,
-               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, date)) / (count(*) - 1)
+               CASE WHEN count(*) > 1 THEN ({exact_sum("amount")} - arg_min(amount, date)) / (count(*) - 1)
                     ELSE 0.0 END AS monetary_value"""
 
 
@@ -115,7 +115,7 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
     a = f"DATE {sql_literal(as_of)}"
     windows = []
     for w in WINDOWS:
-        windows.append(f"sum(amount) FILTER (WHERE date > {a} - {w}) AS spend_{w}d")
+        windows.append(f"{exact_sum('amount', f'date > {a} - {w}')} AS spend_{w}d")
         windows.append(f"sum(purchases) FILTER (WHERE date > {a} - {w}) AS count_{w}d")
     extras = []
     for c in tx.optional_columns:
@@ -123,11 +123,11 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
             continue
         s, n = sql_ident("sum_" + c), sql_ident("n_" + c)
         if c in ("quantity", "profit"):
-            extras.append(f"sum({s}) AS {c}_total")
+            extras.append(f"{exact_sum(s)} AS {c}_total")
         else:
-            extras.append(f"sum({s}) / nullif(sum({n}), 0) AS {sql_ident(c + '_mean')}")
+            extras.append(f"{exact_sum(s)} / nullif(sum({n}), 0) AS {sql_ident(c + '_mean')}")
     if "profit" in tx.columns:
-        extras.append("sum(sum_profit) / nullif(sum(amount), 0) AS margin")
+        extras.append(f"{exact_sum('sum_profit')} / nullif({exact_sum('amount')}, 0) AS margin")
     sql = f"""
         WITH daily AS ({_days(as_of)}),
         gaps AS (
@@ -136,16 +136,19 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
         SELECT customer_id, {_btyd_columns(as_of, unit)},
                CAST({a} - max(date) AS INTEGER) AS recency_days,
                CAST(sum(purchases) AS BIGINT) AS frequency_count,
-               sum(amount) AS monetary_total,
+               {exact_sum("amount")} AS monetary_total,
                CAST({a} - min(date) AS INTEGER) AS tenure_days,
                count(*) AS purchase_days,
-               sum(amount) / nullif(sum(purchases), 0) AS avg_order_value,
+               {exact_sum("amount")} / nullif(sum(purchases), 0) AS avg_order_value,
                {", ".join(windows)},
-               coalesce(sum(amount) FILTER (WHERE date > {a} - 180), 0) AS _recent,
-               coalesce(sum(amount) FILTER (WHERE date > {a} - 360 AND date <= {a} - 180), 0)
+               coalesce({exact_sum("amount", f"date > {a} - 180")}, 0) AS _recent,
+               coalesce({exact_sum("amount", f"date > {a} - 360 AND date <= {a} - 180")}, 0)
                    AS _earlier,
                avg(gap) AS ipt_mean_days,
-               stddev_samp(gap) AS ipt_std_days
+               -- the sample std from exact integer sums (stddev_samp's running double sums
+               -- depend on row order)
+               CASE WHEN count(gap) > 1 THEN sqrt(CAST(count(gap) * sum(gap * gap) - sum(gap) * sum(gap)
+                    AS DOUBLE) / (count(gap) * (count(gap) - 1))) END AS ipt_std_days
                {"".join(", " + e for e in extras)}
         FROM gaps GROUP BY customer_id ORDER BY customer_id"""
     return sql
@@ -185,8 +188,8 @@ def calibration_holdout(data, *, calibration_end, observation_end,
     holdout = tx.con.sql(f"""
         SELECT customer_id, count(*) AS holdout_frequency,
                CAST(sum(purchases) AS BIGINT) AS holdout_purchases,
-               sum(amount) AS holdout_spend,
-               sum(amount) / sum(n_rows) AS holdout_monetary_value
+               {exact_sum("amount")} AS holdout_spend,
+               {exact_sum("amount")} / sum(n_rows) AS holdout_monetary_value
         FROM ({_days(obs, start=cal)}) GROUP BY customer_id""").df()
     out = features.merge(holdout, on="customer_id", how="left", validate="one_to_one")
     out["holdout_frequency"] = out["holdout_frequency"].fillna(0).astype("int64")
