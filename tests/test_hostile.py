@@ -421,3 +421,33 @@ def test_shuffled_input_rows_give_byte_identical_outputs(exported, tmp_path):
     assert all(o == outputs[0] for o in outputs)
     features = {(tmp_path / f"f{i}.csv").read_bytes() for i in range(7)}
     assert len(features) == 1
+
+
+# --- parsing that does not depend on where a row is ---------------------------------------------------
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ('"a,b"', "a,b"),
+        ('"say ""hi"""', 'say "hi"'),
+        ('"x\r\ny"', "x\r\ny"),
+        ('"line1\nline2"', "line1\nline2"),
+    ],
+    ids=["comma", "doubled-quotes", "crlf", "lf"],
+)
+def test_quoted_fields_parse_wherever_the_row_is(tmp_path, position, field, value):
+    from clvtier.data import load_transactions
+
+    frame = load_cdnow()[["customer_id", "date", "amount"]]
+    lines = frame.to_csv(index=False).splitlines(keepends=True)
+    row = f"{field},1998-06-01,5.0\n"
+    at = {"first": 1, "middle": len(lines) // 2, "last": len(lines)}[position]
+    path = tmp_path / "tx.csv"
+    path.write_text("".join(lines[:at]) + row + "".join(lines[at:]), newline="")
+    tx = load_transactions(path)
+    accounting = tx.accounting()
+    assert accounting.rows_read == len(frame) + 1 and accounting.rows_quarantined == 0
+    ids = tx.con.sql("SELECT customer_id FROM tx WHERE date = DATE '1998-06-01' AND amount = 5.0").fetchall()
+    assert (value,) in ids

@@ -256,7 +256,9 @@ def read_raw(source, spec: LoadSpec | None = None, *,
 
 
 def _csv_scan(con, name: str, path: Path, delimiter: str | None):
-    args = ["all_varchar=true", "header=true", "store_rejects=true"]
+    # RFC 4180 quoting, always: the sniffer only samples the first rows, so a quoted field further
+    # down ("a,b", doubled quotes, a line break inside quotes) would otherwise be misread
+    args = ["all_varchar=true", "header=true", "store_rejects=true", "quote='\"'", "escape='\"'"]
     if delimiter is not None:
         args.append(f"delim={sql_literal(delimiter)}")
     reader = f"read_csv({sql_literal(path)}, {', '.join(args)})"
