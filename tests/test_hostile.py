@@ -451,3 +451,25 @@ def test_quoted_fields_parse_wherever_the_row_is(tmp_path, position, field, valu
     assert accounting.rows_read == len(frame) + 1 and accounting.rows_quarantined == 0
     ids = tx.con.sql("SELECT customer_id FROM tx WHERE date = DATE '1998-06-01' AND amount = 5.0").fetchall()
     assert (value,) in ids
+
+
+def test_a_bare_year_is_not_an_excel_serial_and_zones_do_not_depend_on_the_host(tmp_path):
+    from clvtier.data import load_transactions
+
+    path = tmp_path / "years.csv"
+    pd.DataFrame({"customer_id": ["a", "b"], "date": ["1997", "1998-02-03"], "amount": [1.0, 2.0]}).to_csv(
+        path, index=False
+    )
+    tx = load_transactions(path)
+    assert tx.accounting().quarantined == {"bad_date": 1}
+    serials = tmp_path / "serials.csv"
+    pd.DataFrame({"customer_id": ["a"], "date": ["35431"], "amount": [1.0]}).to_csv(serials, index=False)
+    assert str(load_transactions(serials, date_format="excel").first_date) == "1997-01-01"
+    # 1998-06-30 23:30 in Shanghai is 15:30 UTC: the day is the 30th wherever this runs
+    stamps = pd.to_datetime(["1998-06-30 23:30", "1998-07-01 00:30"]).tz_localize("Asia/Shanghai")
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "date": stamps, "amount": [1.0, 2.0]})
+    parquet = tmp_path / "tz.parquet"
+    frame.to_parquet(parquet)
+    for source in (frame, parquet):
+        days = load_transactions(source).to_pandas()["date"].dt.strftime("%Y-%m-%d").tolist()
+        assert days == ["1998-06-30", "1998-07-01"], source

@@ -34,7 +34,7 @@ def _check(tx):
     ('customer_id,date,amount\nC01,2021-03-01,"1,234.50"\nC01,2021-03-15,$20.25\n'
      "C02,2021-03-02,7\n", "utf-8", LoadSpec()),  # thousands separator, currency sign
     ("customer_id,date,amount\nC01,44256,1234.5\nC01,44270,20.25\nC02,44257,7\n",
-     "utf-8", LoadSpec()),  # Excel serial dates
+     "utf-8", LoadSpec(date_format="excel")),  # Excel serial dates, asked for
     ("customer_id,date,amount\nC01,20210301,1234.5\nC01,20210315,20.25\nC02,20210302,7\n",
      "utf-8", LoadSpec(date_format="%Y%m%d")),
     ("customer_id,date,amount\nC01,03/01/2021,1234.5\nC01,03/15/2021,20.25\nC02,03/02/2021,7\n",

@@ -113,8 +113,9 @@ LOAD_OPTIONS = {
     "sheet": (str | None, typer.Option(help="Excel sheet name or 0-based index (default: the first "
                                             "sheet)."), None),
     "date_format": (str | None, typer.Option(
-        "--date-format", help="strftime format of dates, e.g. '%d/%m/%Y' or '%Y%m%d' (default: ISO "
-                              "dates/times and Excel serial numbers)."), None),
+        "--date-format", help="strftime format of dates, e.g. '%d/%m/%Y' or '%Y%m%d', or 'excel' for "
+                              "Excel serial numbers in a text file (default: ISO dates/times; serials "
+                              "only in .xlsx cells)."), None),
     "returns": (str, typer.Option(
         help="Negative amounts are returns: 'net' them against the customer's purchases that day "
              "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them."), "net"),

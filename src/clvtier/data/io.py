@@ -110,8 +110,9 @@ class LoadSpec(Settings):
     sheet : str or int or None, default=None
         Excel sheet name or 0-based index; ``None`` reads the first sheet.
     date_format : str or None, default=None
-        strftime format for dates (e.g. ``"%d/%m/%Y"``, ``"%Y%m%d"``). ``None`` accepts ISO dates
-        and times and Excel serial numbers.
+        strftime format for dates (e.g. ``"%d/%m/%Y"``, ``"%Y%m%d"``), or ``"excel"`` for Excel
+        serial numbers outside a workbook. ``None`` accepts ISO dates and times, and serial
+        numbers only in the cells of an .xlsx file (a bare ``1997`` is not a date).
     returns : {"net", "keep", "quarantine"}, default="net"
         Negative amounts are returns. ``"net"`` subtracts them from the same customer's
         purchases that day (a return on a day without purchases, or exceeding them, is
@@ -184,6 +185,10 @@ class RawTable:
     decimal: str
     malformed: pd.DataFrame
     _tmpdir: tempfile.TemporaryDirectory | None = None
+    #: "csv", "excel", "parquet" or "frame": Excel serial dates are read only from Excel cells
+    kind: str = "csv"
+    #: The time zone the date column's timestamps carry in the source (Parquet, DataFrame), if any
+    date_zone: str | None = None
 
     def close_temp(self) -> None:
         if self._tmpdir is not None:
@@ -206,8 +211,9 @@ def read_raw(source, spec: LoadSpec | None = None, *,
     tmpdir = None
     malformed = pd.DataFrame({"line": pd.Series([], dtype="int64"), "text": [], "error": []})
 
+    kind = "csv"
     if isinstance(source, pd.DataFrame):
-        name = "<DataFrame>"
+        name, kind = "<DataFrame>", "frame"
         try:
             con.register("_source_df", source)
         except duckdb.Error:  # e.g. a reversed view (negative strides), which DuckDB cannot scan
@@ -225,9 +231,11 @@ def read_raw(source, spec: LoadSpec | None = None, *,
             raise EmptyInputError(name, "file is empty")
         suffix = path.suffix.lower()
         if suffix in _PARQUET_SUFFIXES:
+            kind = "parquet"
             scan = (f"SELECT file_row_number + 1 AS source_line, * EXCLUDE (file_row_number) "
                     f"FROM read_parquet({sql_literal(path)}, file_row_number=true)")
         elif suffix in _EXCEL_SUFFIXES:
+            kind = "excel"
             frame = _read_excel(path, options.sheet)
             con.register("_source_df", frame)
             # Row 1 of the sheet is the header.
@@ -246,13 +254,26 @@ def read_raw(source, spec: LoadSpec | None = None, *,
             raise InputError(name, f"cannot read as a table: {_first_line(exc)}") from None
 
     resolved = columns.resolve(name, found)
+    zone = _date_zone(source, resolved["date"], kind)
     select = ", ".join(f"{sql_ident(src)} AS {sql_ident(dst)}" for dst, src in resolved.items())
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
     decimal = options.decimal
     if decimal == "auto":
         decimal = _detect_decimal(con, options.delimiter)
-    return RawTable(con=con, source=name, columns=resolved, decimal=decimal,
+    return RawTable(con=con, source=name, columns=resolved, decimal=decimal, kind=kind, date_zone=zone,
                     malformed=malformed, _tmpdir=tmpdir)
+
+
+def _date_zone(source, column: str, kind: str) -> str | None:
+    """The time zone of a source's timestamp column, as the source itself records it."""
+    if kind == "frame":
+        return str(getattr(source[column].dtype, "tz", None) or "") or None
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        field = pq.read_schema(source).field(column)
+        return getattr(field.type, "tz", None)
+    return None
 
 
 def _csv_scan(con, name: str, path: Path, delimiter: str | None):

@@ -247,7 +247,7 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
 
     parsed = {
         "customer_id": _customer_id_expr(types["customer_id"]),
-        "date": _date_expr(types["date"], options.date_format),
+        "date": _date_expr(types["date"], options.date_format, excel=raw.kind == "excel", zone=raw.date_zone),
         "amount": _number_expr("amount", types["amount"], raw.decimal),
     }
     if "order_id" in names:
@@ -372,19 +372,28 @@ def _customer_id_expr(kind: str) -> str:
     return "nullif(trim(CAST(raw.customer_id AS VARCHAR)), '')"
 
 
-def _date_expr(kind: str, date_format: str | None) -> str:
-    if kind in ("DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S",
-                "TIMESTAMP WITH TIME ZONE"):
+def _date_expr(kind: str, date_format: str | None, *, excel: bool = False, zone: str | None = None) -> str:
+    """SQL turning the raw date column into a DATE. Time-zone-aware timestamps take their date in
+    the zone the source records (else UTC), never the host's. Excel serial numbers are dates only
+    in Excel cells or with ``date_format="excel"``: a bare ``1997`` elsewhere is not 1905-06-19."""
+    if kind == "TIMESTAMP WITH TIME ZONE":
+        return f"CAST(timezone({sql_literal(zone or 'UTC')}, raw.date) AS DATE)"
+    if kind in ("DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
         return "CAST(raw.date AS DATE)"
     text = "nullif(trim(CAST(raw.date AS VARCHAR)), '')"
-    if date_format:
+    serials = excel or date_format == "excel"
+    if date_format and date_format != "excel":
         if kind in ("FLOAT", "DOUBLE"):
             text = "CAST(CAST(raw.date AS BIGINT) AS VARCHAR)"
         return f"CAST(try_strptime({text}, {sql_literal(date_format)}) AS DATE)"
     if kind in _NUMERIC_TYPES:
-        return _excel_serial("CAST(raw.date AS DOUBLE)")
+        return _excel_serial("CAST(raw.date AS DOUBLE)") if serials else "NULL::DATE"
+    iso = f"CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE)"
+    if not serials:
+        # DuckDB reads a bare year as a timestamp (1997 -> 1997-01-01): a date needs a day
+        return f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,7}}(\\.[0-9]*)?') THEN NULL ELSE {iso} END"
     serial = _excel_serial(f"TRY_CAST({text} AS DOUBLE)")
-    return (f"coalesce(CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE), "
+    return (f"coalesce({iso}, "
             f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,7}}(\\.[0-9]*)?') THEN {serial} END)")
 
 
