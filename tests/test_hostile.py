@@ -473,3 +473,39 @@ def test_a_bare_year_is_not_an_excel_serial_and_zones_do_not_depend_on_the_host(
     for source in (frame, parquet):
         days = load_transactions(source).to_pandas()["date"].dt.strftime("%Y-%m-%d").tolist()
         assert days == ["1998-06-30", "1998-07-01"], source
+
+
+# --- services and time ---------------------------------------------------------------------------------
+
+
+def test_far_future_cutoffs_stop_at_once_and_far_as_of_warns(tmp_path):
+    import time
+
+    path = tmp_path / "tx.csv"
+    load_cdnow(sample=True).to_csv(path, index=False)
+    start = time.perf_counter()
+    code, out = _cli(
+        "evaluate-models", "-i", path, "--train-cutoff", "2097-01-01", "--test-cutoff", "2098-06-30"
+    )
+    assert code == 2 and "ends after the last transaction (1998-06-30)" in out and len(out.splitlines()) == 1
+    assert time.perf_counter() - start < 10
+    code, out = _cli("features", "-i", path, "--as-of", "3000-01-01", "-o", tmp_path / "f.csv")
+    assert code == 0 and "WARNING: as_of 3000-01-01 is 365,793 days after the last transaction" in out
+
+
+def test_every_fit_has_a_time_budget():
+    import numpy as np
+
+    from clvtier.clv.btyd import ModelFitError, _minimise
+
+    calls = []
+
+    def slow(x):  # a likelihood that never settles
+        calls.append(1)
+        time.sleep(0.002)
+        return float(np.sin(len(calls)) + (x**2).sum())
+
+    import time
+
+    with pytest.raises(ModelFitError, match="did not converge within its time budget of 0.05 s"):
+        _minimise(slow, np.zeros(2), tol=1e-12, name="test", seconds=0.05)

@@ -18,6 +18,7 @@ clock): fit it on a summary built with the same unit and give horizons in it.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 
 import numpy as np
@@ -118,7 +119,13 @@ def compress(*columns: np.ndarray, weights: np.ndarray | None = None):
 # optimisation with retries
 
 
-def _minimise(objective, x0: np.ndarray, *, tol: float, gradient=None, name: str) -> optimize.OptimizeResult:
+#: Seconds one model fit may take, all attempts together; past it the fit stops with a clear error
+#: instead of running for hours on degenerate data.
+FIT_SECONDS = 300.0
+
+
+def _minimise(objective, x0: np.ndarray, *, tol: float, gradient=None, name: str,
+              seconds: float | None = None) -> optimize.OptimizeResult:
     """Minimise ``objective`` over log-parameters, retrying with other optimisers and starts.
 
     The first attempt is what ``lifetimes`` does (BFGS from 0.1, with the autograd gradient when
@@ -127,21 +134,34 @@ def _minimise(objective, x0: np.ndarray, *, tol: float, gradient=None, name: str
     """
     attempts = [("BFGS", x0), ("Nelder-Mead", np.zeros_like(x0)), ("Powell", np.ones_like(x0))]
     messages, best = [], None
+    budget = FIT_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + budget
+
+    def stop_when_late(*_):
+        if time.monotonic() > deadline:
+            raise StopIteration
+
     for method, start in attempts:
+        if time.monotonic() > deadline:
+            raise ModelFitError(f"{name} did not converge within its time budget of {budget:g} s ("
+                                + "; ".join(messages) + "): the data may be degenerate (e.g. no purchases "
+                                "after the cutoff, or customers far older than the data)")
         if best is not None and np.all(np.isfinite(best)) and np.all(np.abs(best) < 50):
             start = best  # BFGS often stops near the optimum ("precision loss"): resume from there
         with np.errstate(all="ignore"):
             try:
                 if method == "BFGS":
                     result = optimize.minimize(gradient or objective, start, jac=gradient is not None,
-                                               method="BFGS", tol=tol)
+                                               method="BFGS", tol=tol, callback=stop_when_late)
                 else:
                     options = {"maxiter": 5_000}
                     if method == "Nelder-Mead":
                         options.update(xatol=1e-8, fatol=1e-12)
-                    result = optimize.minimize(objective, start, method=method, options=options)
+                    result = optimize.minimize(objective, start, method=method, options=options,
+                                               callback=stop_when_late)
                     if np.all(np.isfinite(result.x)):
-                        polished = optimize.minimize(objective, result.x, method="BFGS", tol=tol)
+                        polished = optimize.minimize(objective, result.x, method="BFGS", tol=tol,
+                                                     callback=stop_when_late)
                         if np.isfinite(polished.fun) and polished.fun <= result.fun:
                             polished.success = result.success or polished.success
                             result = polished

@@ -136,6 +136,15 @@ class Transactions:
                           duplicates_found=self.duplicates_found,
                           returns_netted=self.returns_netted)
 
+    def stale_as_of(self, as_of, days: int = 365) -> str | None:
+        """A warning when ``as_of`` lies more than ``days`` after the last transaction: every
+        customer then looks long gone (or, under BG/NBD without repeat purchases, alive forever)."""
+        gap = (self.resolve_as_of(as_of) - self.last_date).days
+        if gap <= days:
+            return None
+        return (f"as_of {self.resolve_as_of(as_of)} is {gap:,} days after the last transaction "
+                f"({self.last_date}): recency, churn and tiers at such a date say little")
+
     def resolve_as_of(self, as_of) -> dt.date:
         if as_of is None:
             return self.last_date

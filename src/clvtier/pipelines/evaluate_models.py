@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from clvtier.clv.catalogue import CATALOGUE, Fit, fit_models, names
+from clvtier.config import SplitConfig
 from clvtier.data import Transactions, load_transactions, to_date, write_frame
 from clvtier.errors import InputError
 from clvtier.evaluate import calibration_table, churn_metrics, value_metrics
@@ -161,6 +162,13 @@ def evaluate_models(
     settings (default: every CLV model with its defaults).
     """
     tx = transactions if isinstance(transactions, Transactions) else load_transactions(transactions)
+    # windows inside the data, checked before any fit (cutoffs in 2097 would otherwise fit for hours)
+    SplitConfig(
+        train_cutoff=to_date(train_cutoff, what="train_cutoff"),
+        test_cutoff=to_date(test_cutoff, what="test_cutoff"),
+        horizon=horizon,
+        time_unit=time_unit,
+    ).protocol(tx.first_date, tx.last_date)
     train, test = out_of_time_frames(
         tx, train_cutoff=train_cutoff, test_cutoff=test_cutoff, horizon=horizon, time_unit=time_unit
     )

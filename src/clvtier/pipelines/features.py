@@ -19,6 +19,7 @@ class FeaturesResult:
     accounting: Accounting
     diagnosis: Diagnosis
     rejects: Path | None = None
+    notes: list[str] | None = None
 
     def format(self) -> str:
         lines = [
@@ -28,6 +29,7 @@ class FeaturesResult:
         ]
         if self.rejects is not None:
             lines.append(f"rejects             {self.accounting.rows_quarantined:>12,}   -> {self.rejects}")
+        lines += [f"WARNING: {note}" for note in self.notes or []]
         return "\n".join(lines)
 
 
@@ -60,7 +62,8 @@ def build_features(
         target = Path(rejects) if rejects is not None else default_rejects
         tx.write_rejects(target, escape_formulas=escape_formulas)
     write_frame(table, output, escape_formulas=escape_formulas)
-    return FeaturesResult(output, len(table), accounting, diagnosis, target)
+    notes = [n for n in (tx.stale_as_of(day),) if n]
+    return FeaturesResult(output, len(table), accounting, diagnosis, target, notes)
 
 
 __all__ = ["FeaturesResult", "build_features"]

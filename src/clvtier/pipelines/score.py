@@ -293,7 +293,7 @@ def score(
             customers=customers,
             tiers=tiers,
             seconds=step.seconds,
-            notes=list(fitted.warnings),
+            notes=[*fitted.warnings, *filter(None, [tx.stale_as_of(day)])],
         )
         if o.previous is not None:
             with step("compare with previous"):
