@@ -32,6 +32,24 @@ def _config(folder, name="tiers"):
 
 
 @pytest.fixture(scope="module")
+def hybrid(new_store, tmp_path_factory):
+    """An exported hybrid model: BTYD parameters, XGBoost boosters and calibrators."""
+    folder = tmp_path_factory.mktemp("hybrid")
+    config = parse_config(
+        {
+            "experiment": "hostile-hybrid",
+            "data": {"dataset": "cdnow_sample"},
+            "split": {"holdout_last": 13},
+            "models": {"bgnbd_gg": {}, "hybrid": {"n_estimators": 20}},
+            "registry": {"name": "hybrid", "export_dir": str(folder / "models")},
+        }
+    )
+    tx = folder / "tx.csv"
+    load_cdnow(sample=True).to_csv(tx, index=False)
+    return train(config, tracking_uri=new_store(folder)).export_path, tx
+
+
+@pytest.fixture(scope="module")
 def exported(new_store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported")
     result = train(_config(folder), tracking_uri=new_store(folder))
@@ -509,3 +527,95 @@ def test_every_fit_has_a_time_budget():
 
     with pytest.raises(ModelFitError, match="did not converge within its time budget of 0.05 s"):
         _minimise(slow, np.zeros(2), tol=1e-12, name="test", seconds=0.05)
+
+
+# --- model folders: data, not code -------------------------------------------------------------------
+
+
+def test_a_stored_model_round_trips_exactly_with_either_calibration(tmp_path, new_store):
+    import numpy as np
+
+    from clvtier.features import customer_features
+    from clvtier.tiering.storage import load_model, save_model
+
+    sample = load_cdnow(sample=True)
+    for calibration in ("sigmoid", "isotonic"):
+        config = _config(tmp_path, name=f"m{calibration}").model_copy(
+            update={
+                "models": _config(tmp_path).models.model_validate(
+                    {"bgnbd_gg": {}, "hybrid": {"n_estimators": 20, "calibration": calibration}}
+                ),
+                "tiering": _config(tmp_path).tiering.model_copy(update={"clv_model": "hybrid"}),
+            }
+        )
+        model = train(config, tracking_uri=new_store(tmp_path)).tiering
+        folder = save_model(model, tmp_path / f"stored-{calibration}")
+        again = load_model(folder)
+        features = customer_features(sample, as_of=AS_OF, time_unit="weeks")
+        pd.testing.assert_frame_equal(again.predict(features), model.predict(features))
+        assert not list(folder.glob("*.pkl")) and {p.suffix for p in folder.iterdir()} == {".json", ".ubj"}
+        assert np.isclose(again.clv.scale, model.clv.scale)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda f: (f / "model.json").write_text(
+                '{"format": "clvtier-tiering-model/1", "model": {"__dataclass__": "os:system", "fields": {}}}'
+            ),
+            "is not one of clvtier's",
+        ),
+        (
+            lambda f: (f / "model.json").write_text(
+                '{"format": "clvtier-tiering-model/1", "model": {"__dataclass__": '
+                '"clvtier.cli:main", "fields": {}}}'
+            ),
+            "not a clvtier model class",
+        ),
+        (lambda f: (f / "model.json").write_text((f / "model.json").read_text()[:500]), "JSONDecodeError"),
+        (lambda f: (f / "model.json").write_text(""), "damaged"),
+        (lambda f: (f / "model.json").unlink(), "has no model.json"),
+        (lambda f: (f / "part1.ubj").write_bytes(b"\x00garbage" * 10), "damaged"),
+        (lambda f: (f / "part1.ubj").unlink(), "damaged"),
+    ],
+    ids=[
+        "foreign-class",
+        "non-model-class",
+        "truncated",
+        "empty",
+        "missing",
+        "flipped-booster",
+        "missing-part",
+    ],
+)
+def test_a_crafted_or_damaged_model_folder_is_one_line_and_runs_nothing(hybrid, tmp_path, damage, message):
+    import shutil
+
+    model, tx = hybrid
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    stored = copy / "artifacts" / "tiering_model"
+    damage(stored)
+    marker = tmp_path / "pwned"
+    (copy / "artifacts" / "tiering_model.pkl").write_bytes(  # a planted pickle is never read
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    )
+    code, out = _cli(
+        "score", "-m", copy, "-i", tx, "--as-of", AS_OF, "-o", tmp_path / "t.csv", "--no-tracking"
+    )
+    assert code == 2 and message in out and len(out.splitlines()) == 1, out
+    assert not marker.exists()
+
+
+def test_a_damaged_registered_json_is_one_line(exported, tmp_path):
+    import shutil
+
+    model, tx, _ = exported
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    (copy / "registered.json").write_text('{"version": 1')
+    code, out = _cli(
+        "score", "-m", copy, "-i", tx, "--as-of", AS_OF, "-o", tmp_path / "t.csv", "--no-tracking"
+    )
+    assert code == 2 and "registered.json: is damaged" in out and len(out.splitlines()) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from clvtier.errors import InputError
 from clvtier.tiering import TieringModel
+from clvtier.tiering.storage import load_model as load_stored
 from clvtier.tracking.pyfunc import ARTIFACT
 
 
@@ -45,7 +45,7 @@ def load_model(ref: str) -> LoadedModel:
                 raise InputError(
                     str(ref), f"cannot load from the registry: {str(exc).splitlines()[0]}"
                 ) from None
-            model = _unpickle(Path(path), ref)
+            model = _stored(Path(path), ref)
         return LoadedModel(model=model, name=name, version=str(version), uri=str(ref))
     folder = Path(ref)
     info = folder / "registered.json"
@@ -55,21 +55,17 @@ def load_model(ref: str) -> LoadedModel:
             "not an exported tiering model (expected MLmodel and registered.json; "
             "train one with clvtier train)",
         )
-    meta = json.loads(info.read_text())
-    return LoadedModel(
-        model=_unpickle(folder, ref),
-        name=meta["registered_model"],
-        version=str(meta["version"]),
-        uri=str(ref),
-    )
+    try:
+        meta = json.loads(info.read_text(encoding="utf-8"))
+        name, version = str(meta["registered_model"]), str(meta["version"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError(str(info), f"is damaged ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return LoadedModel(model=_stored(folder, ref), name=name, version=version, uri=str(ref))
 
 
-def _unpickle(folder: Path, ref) -> TieringModel:
-    pickled = folder / "artifacts" / f"{ARTIFACT}.pkl"
-    if not pickled.is_file():
-        raise InputError(str(ref), f"the model has no {pickled.name}: not a clvtier tiering model")
-    with open(pickled, "rb") as handle:
-        return pickle.load(handle)
+def _stored(folder: Path, ref) -> TieringModel:
+    """The tiering model stored as data in the model's ``artifacts/tiering_model`` folder."""
+    return load_stored(folder / "artifacts" / ARTIFACT, source=str(ref))
 
 
 __all__ = ["LoadedModel", "load_model"]

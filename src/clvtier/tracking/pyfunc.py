@@ -4,13 +4,13 @@ customer out (see :class:`clvtier.tiering.TieringModel`).
 ``predict(frame, params={"as_of": "YYYY-MM-DD", "time_unit": "weeks"})``; without ``as_of``,
 transactions are scored as of their last date. A feature table must say its ``time_unit`` (the
 param, or the frame's ``attrs``) and it must be the model's: recency and T in days read as weeks
-would predict nonsense. The fitted parts are pickled in the ``tiering_model`` artifact, so loading
-needs clvtier (and the versions in the model's requirements) installed.
+would predict nonsense. The fitted parts are stored as data in the ``tiering_model`` artifact
+folder (JSON and XGBoost UBJ files, see :mod:`clvtier.tiering.storage`; nothing is pickled), so
+loading needs clvtier (and the versions in the model's requirements) installed.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from clvtier.churn.models import ML_FEATURES
 from clvtier.tiering import OUTPUT_COLUMNS
+from clvtier.tiering.storage import load_model, save_model
 
 CODE = Path(__file__).with_name("tiering_pyfunc.py")
 ARTIFACT = "tiering_model"
@@ -38,11 +39,11 @@ _FEATURES = tuple(dict.fromkeys(("frequency", "recency", "T", "monetary_value", 
 
 
 class TieringPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the pickled :class:`~clvtier.tiering.TieringModel` and calls its ``predict``."""
+    """Loads the stored :class:`~clvtier.tiering.TieringModel` (data, no pickle) and calls its
+    ``predict``."""
 
     def load_context(self, context):
-        with open(context.artifacts[ARTIFACT], "rb") as handle:
-            self.model = pickle.load(handle)
+        self.model = load_model(context.artifacts[ARTIFACT])
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -87,9 +88,7 @@ def input_example() -> pd.DataFrame:
 
 def log_tiering_model(model, *, name: str, folder: Path, requirements: list[str], metadata: dict):
     """Log ``model`` (a fitted TieringModel) under the active run as ``name``; returns the ModelInfo."""
-    path = Path(folder) / f"{ARTIFACT}.pkl"
-    with open(path, "wb") as handle:
-        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    path = save_model(model, Path(folder) / ARTIFACT)
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(CODE),
