@@ -619,3 +619,43 @@ def test_a_damaged_registered_json_is_one_line(exported, tmp_path):
         "score", "-m", copy, "-i", tx, "--as-of", AS_OF, "-o", tmp_path / "t.csv", "--no-tracking"
     )
     assert code == 2 and "registered.json: is damaged" in out and len(out.splitlines()) == 1
+
+
+def test_sigterm_during_a_long_query_exits_143_without_output(tmp_path):
+    """The signal lands while DuckDB reads and aggregates (or just after): either way exit 143, one
+    line, no traceback and no output file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from clvtier.data.datasets import write_synthetic
+
+    big = write_synthetic(tmp_path / "big.parquet", 1_000_000, seed=1)["path"]
+    out = tmp_path / "f.parquet"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clvtier",
+            "features",
+            "-i",
+            str(big),
+            "--as-of",
+            "2021-06-30",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    time.sleep(3.0)  # imports take about 1.5 s; the query several seconds more
+    assert proc.poll() is None, "the job ended before the signal; make the file larger"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "clvtier: stopped by signal 15" and "Traceback" not in err
+    assert not out.exists()
