@@ -31,4 +31,16 @@ def id_salt() -> str:
     return salt
 
 
-__all__ = ["SALT_ENV", "id_salt", "pseudonymize"]
+def pseudonym_sql(expr: str, salt: str) -> str:
+    """DuckDB SQL computing :func:`pseudonymize` of the text ``expr`` (HMAC-SHA256, RFC 2104, first
+    20 hex digits), so ids can be replaced inside the engine before anything is written."""
+    key = salt.encode()
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner, outer = (bytes(b ^ pad for b in key).hex() for pad in (0x36, 0x5C))
+    text = f"encode(CAST({expr} AS VARCHAR))"
+    return f"left(sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || {text}))), 20)"
+
+
+__all__ = ["SALT_ENV", "id_salt", "pseudonym_sql", "pseudonymize"]

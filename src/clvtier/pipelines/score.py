@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
 from clvtier.data.io import atomic_output, check_no_overlap, output_format, spreadsheet_safe, sql_literal
-from clvtier.data.privacy import id_salt, pseudonymize
+from clvtier.data.privacy import id_salt, pseudonym_sql
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
@@ -157,11 +157,14 @@ def read(source, spec: LoadSpec | None, day, con) -> Accounting:
     return tx, accounting
 
 
-def features(con, tx, day, time_unit: str) -> None:
-    """Every customer's features and population-wide RFM scores, as table ``features``."""
-    con.execute(
-        f"CREATE TABLE features AS SELECT *, {rfm_score_sql()} FROM ({features_sql(tx, day, time_unit)})"
-    )
+def features(con, tx, day, time_unit: str, salt: str | None = None) -> None:
+    """Every customer's features and population-wide RFM scores, as table ``features`` (the one
+    the scratch database keeps); with ``salt`` its ids are pseudonyms, replaced in the engine after
+    the scores were ranked, so no raw id is stored and scores equal an unpseudonymised run's."""
+    scored = f"SELECT *, {rfm_score_sql()} FROM ({features_sql(tx, day, time_unit)})"
+    if salt is not None:
+        scored = f"SELECT * REPLACE ({pseudonym_sql('customer_id', salt)} AS customer_id) FROM ({scored})"
+    con.execute(f"CREATE TABLE features AS {scored}")
 
 
 @contextlib.contextmanager
@@ -259,7 +262,7 @@ def score(
         escape_formulas,
     )
     step = Steps(progress)
-    day, fmt, _ = check_options(o, source)
+    day, fmt, salt = check_options(o, source)
     uri = resolve_tracking_uri(tracking_uri)
     if log_to_mlflow or str(model).startswith("models:/"):
         use_tracking_uri(uri)  # a store that cannot be used stops the job before any work
@@ -277,7 +280,7 @@ def score(
             with step("read and validate"):
                 tx, accounting = read(source, spec, day, con)
             with step("features"):
-                features(con, tx, day, loaded.model.time_unit)
+                features(con, tx, day, loaded.model.time_unit, salt)
             with step("predict"):
                 predictions = scratch / "predictions.parquet"
                 customers = _predict(con, loaded.model, policy, day, predictions, o)
@@ -344,10 +347,10 @@ def _policy(policy, model: TieringModel) -> TierPolicy:
 
 
 def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: ScoreOptions) -> int:
-    """Stream the feature table through the model into a Parquet file; return the customer count.
-    With pseudonymised ids, the file holds pseudonyms only and is ordered by them, so the output's
-    row order says nothing about the raw ids."""
-    chunk_size, salt = o.chunk_size, id_salt() if o.pseudonymize_ids else None
+    """Stream the feature table through the model into a Parquet file, in id order; return the
+    customer count. With pseudonymised ids the table already holds pseudonyms, so the file (and
+    the output) is ordered by them and its row order says nothing about the raw ids."""
+    chunk_size = o.chunk_size
     extra = [c for c in policy.columns if c not in OUTPUT_COLUMNS]
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
     writer = None
@@ -367,8 +370,6 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
                 )
             out = model.predict_features(features, scores)
             out["customer_id"] = out["customer_id"].astype(str)
-            if salt is not None:
-                out["customer_id"] = pseudonymize(out["customer_id"], salt)
             for c in extra:
                 out[c] = features[c].to_numpy()
             table = pa.Table.from_pandas(out, preserve_index=False)
@@ -381,11 +382,6 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
             writer.close()
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
-    if salt is not None:
-        ordered = path.with_name("ordered.parquet")
-        con.execute(f"COPY (SELECT * FROM read_parquet({sql_literal(path)}) ORDER BY customer_id) "
-                    f"TO {sql_literal(ordered)} (FORMAT parquet)")
-        os.replace(ordered, path)
     return customers
 
 
