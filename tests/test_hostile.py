@@ -659,3 +659,40 @@ def test_sigterm_during_a_long_query_exits_143_without_output(tmp_path):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "clvtier: stopped by signal 15" and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_read_only_store_is_refused_before_any_work(tmp_path, monkeypatch):
+    """(As root every folder is writable, so the permission check itself is simulated.)"""
+    import clvtier.tracking.store as store
+    from clvtier.tracking import use_tracking_uri
+
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)
+    with pytest.raises(TrackingError, match="is not writable"):
+        use_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_evaluate_models_takes_the_reader_options_its_errors_recommend(tmp_path):
+    path = tmp_path / "tx.csv"
+    load_cdnow(sample=True).rename(columns={"customer_id": "客户ID"}).to_csv(path, index=False, sep=";")
+    code, out = _cli(
+        "evaluate-models",
+        "-i",
+        path,
+        "--train-cutoff",
+        "1997-06-01",
+        "--test-cutoff",
+        "1997-12-01",
+        "--horizon",
+        "180",
+        "--time-unit",
+        "days",
+        "--delimiter",
+        ";",
+        "--columns",
+        "customer_id=客户ID",
+        "--max-amount",
+        "5000",
+    )
+    assert code == 0, out
+    assert "2,357 customers" in out
