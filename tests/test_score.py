@@ -343,3 +343,14 @@ def test_a_killed_job_leaves_no_partial_file(model, tmp_path, sig):
         assert proc.returncode == 128 + signal.SIGTERM and leftovers == []
         assert proc.stderr.read().decode().strip().splitlines()[-1] == "clvtier: stopped by signal 15"
     # SIGKILL cannot be caught: only the hidden temporary file may remain, never the output
+
+
+def test_the_registered_pyfunc_takes_ordinary_data_without_casts(model):
+    """Integer ids, quantities and amounts, text or timestamp dates: as load_cdnow() returns them."""
+    pyfunc = mlflow.pyfunc.load_model(str(model[0]))
+    tx = load_cdnow(sample=True)  # customer_id int64, quantity int64, date datetime64
+    out = pyfunc.predict(tx, params={"as_of": AS_OF})
+    assert len(out) == 2357
+    text = tx.assign(customer_id=tx["customer_id"].astype(str), date=tx["date"].dt.strftime("%Y-%m-%d"),
+                     amount=tx["amount"].round().astype("int64"))
+    assert len(pyfunc.predict(text, params={"as_of": AS_OF})) == 2357

@@ -17,24 +17,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from clvtier.churn.models import ML_FEATURES
-from clvtier.tiering import OUTPUT_COLUMNS
+from clvtier.tiering import OUTPUT_COLUMNS, TRANSACTION_COLUMNS
 from clvtier.tiering.storage import load_model, save_model
 
 CODE = Path(__file__).with_name("tiering_pyfunc.py")
 ARTIFACT = "tiering_model"
-_TRANSACTIONS = [
-    ("customer_id", "string"),
-    ("date", "datetime"),
-    ("amount", "double"),
-    ("order_id", "string"),
-    ("quantity", "double"),
-    ("profit", "double"),
-    ("satisfaction", "double"),
-]
-_COUNTS = ("recency_days", "frequency_count", "count_30d", "count_90d", "count_180d")
 _FEATURES = tuple(dict.fromkeys(("frequency", "recency", "T", "monetary_value", *ML_FEATURES)))
 
 
@@ -55,9 +45,12 @@ class TieringPyfunc(mlflow.pyfunc.PythonModel):
 def signature() -> ModelSignature:
     """Input: transactions (customer_id, date, amount required for scoring; the optional columns
     used when present) or a feature table (customer_id plus the feature columns), so every column
-    but customer_id is optional in the schema. Param: ``as_of``."""
-    inputs = [ColSpec(kind, name, required=name == "customer_id") for name, kind in _TRANSACTIONS]
-    inputs += [ColSpec("long" if name in _COUNTS else "double", name, required=False) for name in _FEATURES]
+    but customer_id is optional in the schema. Every input column accepts any type: ordinary data
+    has integer ids, quantities and amounts, text or timestamp dates, and MLflow's strict types
+    would refuse them (``Can not safely convert int64 to float64``); clvtier validates and converts
+    the values itself, with its usual errors. Params: ``as_of``, ``time_unit``."""
+    names = list(dict.fromkeys((*TRANSACTION_COLUMNS, *_FEATURES)))
+    inputs = [ColSpec(AnyType(), name, required=name == "customer_id") for name in names]
     types = {
         "customer_id": "string",
         "as_of": "datetime",
