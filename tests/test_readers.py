@@ -110,3 +110,35 @@ def test_csv_line_order_is_source_order(tmp_path):
     rejects = load_transactions(path).rejects()
     assert rejects["source_line"].tolist() == [i + 2 for i in range(0, n, 7919)]
     assert rejects["customer_id"].astype(int).tolist() == list(range(0, n, 7919))
+
+
+def test_ids_exported_as_floats_are_read_as_integers_and_reported(tmp_path):
+    """Spreadsheets export integer ids as 17850.0; leading zeros and mixed ids stay as written."""
+    path = tmp_path / "tx.csv"
+    pd.DataFrame(
+        {
+            "customer_id": ["17850.0", "13047.0", "00123.0", "17850.0"],
+            "date": ["2011-01-01"] * 4,
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    ).to_csv(path, index=False)
+    tx = load_transactions(path)
+    assert sorted(set(tx.to_pandas()["customer_id"])) == ["00123", "13047", "17850"]
+    assert tx.accounting().ids_normalized == 4 and "ids like 17850.0" in tx.accounting().format()
+    kept = load_transactions(path, normalize_ids=False)
+    assert "17850.0" in set(kept.to_pandas()["customer_id"]) and kept.accounting().ids_normalized == 0
+    mixed = tmp_path / "mixed.csv"
+    pd.DataFrame(
+        {"customer_id": ["17850.0", "A-1"], "date": ["2011-01-01"] * 2, "amount": [1.0, 2.0]}
+    ).to_csv(mixed, index=False)
+    assert sorted(load_transactions(mixed).to_pandas()["customer_id"]) == ["17850.0", "A-1"]
+
+
+def test_duplicate_summary_follows_the_option_in_force(tmp_path):
+    path = tmp_path / "tx.csv"
+    pd.DataFrame({"customer_id": ["a", "a"], "date": ["2011-01-01"] * 2, "amount": [1.0, 1.0]}).to_csv(
+        path, index=False
+    )
+    assert "(kept; drop_duplicates quarantines them)" in load_transactions(path).accounting().format()
+    dropped = load_transactions(path, drop_duplicates=True).accounting().format()
+    assert "(quarantined as duplicate)" in dropped and "kept" not in dropped

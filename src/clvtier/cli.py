@@ -123,6 +123,10 @@ LOAD_OPTIONS = {
         help="Quarantine exact duplicate rows (they are always counted)."), False),
     "max_amount": (float | None, typer.Option(
         help="Quarantine rows whose absolute amount exceeds this (a positive number)."), None),
+    "normalize_ids": (bool, typer.Option(
+        "--normalize-ids/--keep-ids",
+        help="Read customer ids exported as 17850.0 (every id integral with a trailing .0) as 17850; "
+             "--keep-ids keeps them as written."), True),
 }
 
 

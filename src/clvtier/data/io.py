@@ -123,6 +123,10 @@ class LoadSpec(Settings):
     max_amount : float, optional
         Rows whose absolute amount exceeds it (a positive number) are quarantined as
         ``amount_out_of_range``.
+    normalize_ids : bool, default=True
+        When every customer id is an integral number written with a trailing ``.0`` (``17850.0``,
+        as spreadsheets export integer ids), use the integer text (``17850``); ids are otherwise
+        kept as written (leading zeros stay).
     """
 
     columns: dict[str, str] = Field(default_factory=dict)
@@ -134,6 +138,7 @@ class LoadSpec(Settings):
     returns: Literal[RETURNS_POLICIES] = "net"
     drop_duplicates: bool = False
     max_amount: float | None = Field(None, gt=0, allow_inf_nan=False)
+    normalize_ids: bool = True
 
     @field_validator("columns", mode="before")
     @classmethod

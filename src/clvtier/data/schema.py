@@ -64,6 +64,7 @@ class Accounting:
     quarantined: dict[str, int] = field(default_factory=dict)
     duplicates_found: int = 0
     returns_netted: int = 0
+    ids_normalized: int = 0
 
     @property
     def rows_quarantined(self) -> int:
@@ -89,8 +90,12 @@ class Accounting:
                  f"  quarantined       {self.rows_quarantined:>12,}"]
         lines += [f"    {k:<22}{v:>10,}" for k, v in sorted(self.quarantined.items())]
         if self.duplicates_found:
-            lines.append(f"exact duplicate rows {self.duplicates_found:>11,}   (kept; "
-                         "drop_duplicates=True quarantines them)")
+            what = ("quarantined as duplicate" if "duplicate" in self.quarantined
+                    else "kept; drop_duplicates quarantines them")
+            lines.append(f"exact duplicate rows {self.duplicates_found:>11,}   ({what})")
+        if self.ids_normalized:
+            lines.append(f"ids like 17850.0    {self.ids_normalized:>12,}   (read as 17850; "
+                         "normalize_ids=False keeps them as written)")
         if self.returns_netted:
             lines.append(f"returns netted      {self.returns_netted:>12,}")
         return "\n".join(lines)
@@ -115,6 +120,7 @@ class Transactions:
     first_date: dt.date
     last_date: dt.date
     rows_read: int
+    ids_normalized: int = 0
 
     @property
     def optional_columns(self) -> tuple[str, ...]:
@@ -134,7 +140,7 @@ class Transactions:
         return Accounting(source=self.source, as_of=as_of, rows_read=self.rows_read, rows_used=used,
                           rows_after_as_of=after, quarantined=counts,
                           duplicates_found=self.duplicates_found,
-                          returns_netted=self.returns_netted)
+                          returns_netted=self.returns_netted, ids_normalized=self.ids_normalized)
 
     def stale_as_of(self, as_of, days: int = 365) -> str | None:
         """A warning when ``as_of`` lies more than ``days`` after the last transaction: every
@@ -255,10 +261,13 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     numeric = [c for c in names if c not in ("customer_id", "date", "amount", "order_id")]
 
     parsed = {
-        "customer_id": _customer_id_expr(types["customer_id"]),
+        "customer_id": _customer_id_expr(types["customer_id"]),  # replaced below when normalised
         "date": _date_expr(types["date"], options.date_format, excel=raw.kind == "excel", zone=raw.date_zone),
         "amount": _number_expr("amount", types["amount"], raw.decimal),
     }
+    ids_normalized = _integral_text_ids(con, types["customer_id"]) if options.normalize_ids else 0
+    if ids_normalized:
+        parsed["customer_id"] = f"regexp_replace({parsed['customer_id']}, '\\.0+$', '')"
     if "order_id" in names:
         parsed["order_id"] = "nullif(trim(CAST(order_id AS VARCHAR)), '')"
     for c in numeric:
@@ -336,7 +345,7 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last,
-                        rows_read=int(loaded) + len(raw.malformed))
+                        rows_read=int(loaded) + len(raw.malformed), ids_normalized=ids_normalized)
 
 
 def _build_days(con, names: list[str]) -> None:
@@ -370,6 +379,17 @@ def _net_returns(con) -> int:
         WHERE tx.customer_id = d.customer_id AND tx.date = d.date
           AND tx.status = 'ok' AND tx.amount < 0""")
     return con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
+
+
+def _integral_text_ids(con, kind: str) -> int:
+    """How many text ids there are when every one is an integral number written with a trailing
+    ``.0`` (``17850.0``), else 0."""
+    if kind in _NUMERIC_TYPES:
+        return 0
+    given, integral = con.execute(
+        "SELECT count(v), count(v) FILTER (WHERE regexp_full_match(v, '[+-]?[0-9]+\\.0+')) "
+        "FROM (SELECT nullif(trim(CAST(customer_id AS VARCHAR)), '') AS v FROM raw)").fetchall()[0]
+    return int(given) if given and given == integral else 0
 
 
 def _customer_id_expr(kind: str) -> str:

@@ -3,4 +3,11 @@
 from clvtier.tiering.model import OUTPUT_COLUMNS, TRANSACTION_COLUMNS, TieringModel
 from clvtier.tiering.policy import FittedPolicy, TierPolicy, load_policy
 
-__all__ = ["OUTPUT_COLUMNS", "TRANSACTION_COLUMNS", "FittedPolicy", "TieringModel", "TierPolicy", "load_policy"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "TRANSACTION_COLUMNS",
+    "FittedPolicy",
+    "TieringModel",
+    "TierPolicy",
+    "load_policy",
+]
