@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from clvtier.data import LoadSpec, load_transactions
+from clvtier.errors import InputError
+from clvtier.features import customer_features
 
 EXPECTED = pd.DataFrame({
     "customer_id": ["C01", "C01", "C02"],
@@ -142,3 +144,28 @@ def test_duplicate_summary_follows_the_option_in_force(tmp_path):
     assert "(kept; drop_duplicates quarantines them)" in load_transactions(path).accounting().format()
     dropped = load_transactions(path, drop_duplicates=True).accounting().format()
     assert "(quarantined as duplicate)" in dropped and "kept" not in dropped
+
+
+def test_line_items_derive_the_amount_and_orders_are_counted_once(tmp_path):
+    """One row per product line (quantity, unit price, optional discount): amount is derived,
+    and purchases count orders, so the average order value is per order."""
+    path = tmp_path / "lines.csv"
+    pd.DataFrame({
+        "InvoiceNo": ["536365", "536365", "536366", "536367"],
+        "CustomerID": ["17850.0"] * 4,
+        "InvoiceDate": ["2010-12-01 08:26", "2010-12-01 08:26", "2010-12-02 09:00", "2010-12-03 10:00"],
+        "Quantity": [6, 2, 3, 1],
+        "UnitPrice": ["2.55", "3.39", "1.50", "10"],
+        "Discount": ["", "0.78", "", "2.5"],
+    }).to_csv(path, index=False)
+    columns = "customer_id=CustomerID,date=InvoiceDate,order_id=InvoiceNo,quantity=Quantity," \
+              "unit_price=UnitPrice,discount=Discount"
+    tx = load_transactions(path, columns=columns)
+    assert tx.to_pandas()["amount"].round(2).tolist() == [15.30, 6.00, 4.50, 7.50]
+    assert "amount derived as   quantity x unit_price - discount" in tx.accounting().format()
+    f = customer_features(tx, as_of="2010-12-31")
+    assert f["frequency_count"].tolist() == [3] and f["monetary_total"].round(2).tolist() == [33.30]
+    assert f["avg_order_value"].round(2).tolist() == [11.10]
+    assert "unit_price_mean" not in f.columns  # prices make the amount, they are no covariate
+    with pytest.raises(InputError, match="amount is derived as quantity x unit_price, but there is no"):
+        load_transactions(path, columns="customer_id=CustomerID,date=InvoiceDate,unit_price=UnitPrice")

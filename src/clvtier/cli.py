@@ -101,8 +101,10 @@ LOAD_OPTIONS = {
     "columns": (str | None, typer.Option(
         help="Map clvtier names to your columns, e.g. 'customer_id=客户ID,date=交易日期,"
              "amount=交易金额'. Required: customer_id, date, amount (default: columns of those names). "
-             "Optional: order_id, quantity, profit, satisfaction; any other name=column adds a "
-             "numeric covariate."), None),
+             "Line items without an amount: map quantity and unit_price (and discount) and amount = "
+             "quantity x unit_price - discount. Optional: order_id (lines of one order are one "
+             "purchase), quantity, profit, satisfaction; any other name=column adds a numeric "
+             "covariate."), None),
     "delimiter": (str | None, typer.Option(help="CSV delimiter (default: detected)."), None),
     "decimal": (str, typer.Option(
         help="Decimal mark of numbers in text files: auto, '.' or ','. 'auto' picks ',' only when "

@@ -23,7 +23,9 @@ from clvtier.errors import EmptyInputError, InputError, MissingColumnError
 from clvtier.settings import Settings
 
 REQUIRED = ("customer_id", "date", "amount")
-OPTIONAL = ("order_id", "quantity", "profit", "satisfaction")
+OPTIONAL = ("order_id", "quantity", "profit", "satisfaction", "unit_price", "discount")
+#: Line-item columns: with no amount, amount = quantity x unit_price - discount.
+LINE_ITEM = ("unit_price", "discount")
 _SNIFF_BYTES = 1 << 20
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
@@ -61,7 +63,11 @@ class ColumnMap:
     def resolve(self, source: str, found: list[str]) -> dict[str, str]:
         """Return ``{clvtier_name: source_name}`` for every column that will be used."""
         resolved: dict[str, str] = {}
+        line_items = "amount" not in self.mapping and "amount" not in found and (
+            self.mapping.get("unit_price", "unit_price") in found)
         for name in REQUIRED:
+            if name == "amount" and line_items:
+                continue  # derived from quantity x unit_price (- discount)
             src = self.mapping.get(name, name)
             if src not in found:
                 raise MissingColumnError(source, name, found,
@@ -83,6 +89,9 @@ class ColumnMap:
             if src not in found:
                 raise MissingColumnError(source, src, found)
             resolved[name] = src
+        if line_items and "quantity" not in resolved:
+            raise InputError(source, "amount is derived as quantity x unit_price, but there is no quantity "
+                                     "column; map one (quantity=<column>) or map amount")
         return resolved
 
 
@@ -264,7 +273,7 @@ def read_raw(source, spec: LoadSpec | None = None, *,
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
     decimal = options.decimal
     if decimal == "auto":
-        decimal = _detect_decimal(con, options.delimiter)
+        decimal = _detect_decimal(con, options.delimiter, "amount" if "amount" in resolved else "unit_price")
     return RawTable(con=con, source=name, columns=resolved, decimal=decimal, kind=kind, date_zone=zone,
                     malformed=malformed, _tmpdir=tmpdir)
 
@@ -377,15 +386,15 @@ def _utf8_path(path: Path, encoding: str | None):
     return out, tmpdir
 
 
-def _detect_decimal(con, delimiter: str | None) -> str:
-    kind = con.sql("SELECT typeof(amount) FROM raw LIMIT 1").fetchall()
+def _detect_decimal(con, delimiter: str | None, column: str = "amount") -> str:
+    kind = con.sql(f"SELECT typeof({sql_ident(column)}) FROM raw LIMIT 1").fetchall()
     if not kind or kind[0][0] != "VARCHAR":
         return "."
     if delimiter == ",":
         return "."
     dots, commas = con.execute(
-        "SELECT count(*) FILTER (WHERE contains(amount, '.')), "
-        "count(*) FILTER (WHERE contains(amount, ',')) FROM raw").fetchall()[0]
+        f"SELECT count(*) FILTER (WHERE contains({sql_ident(column)}, '.')), "
+        f"count(*) FILTER (WHERE contains({sql_ident(column)}, ',')) FROM raw").fetchall()[0]
     return "," if commas and not dots else "."
 
 

@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from clvtier.data.io import (
+    LINE_ITEM,
     RETURNS_POLICIES,
     LoadSpec,
     RawTable,
@@ -65,6 +66,7 @@ class Accounting:
     duplicates_found: int = 0
     returns_netted: int = 0
     ids_normalized: int = 0
+    amount_derived: str | None = None
 
     @property
     def rows_quarantined(self) -> int:
@@ -93,6 +95,8 @@ class Accounting:
             what = ("quarantined as duplicate" if "duplicate" in self.quarantined
                     else "kept; drop_duplicates quarantines them")
             lines.append(f"exact duplicate rows {self.duplicates_found:>11,}   ({what})")
+        if self.amount_derived:
+            lines.append(f"amount derived as   {self.amount_derived}")
         if self.ids_normalized:
             lines.append(f"ids like 17850.0    {self.ids_normalized:>12,}   (read as 17850; "
                          "normalize_ids=False keeps them as written)")
@@ -121,10 +125,13 @@ class Transactions:
     last_date: dt.date
     rows_read: int
     ids_normalized: int = 0
+    amount_derived: str | None = None
 
     @property
     def optional_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c not in ("customer_id", "date", "amount"))
+        """Mapped columns beyond the required ones that become features (line-item prices only
+        make the amount)."""
+        return tuple(c for c in self.columns if c not in ("customer_id", "date", "amount", *LINE_ITEM))
 
     def accounting(self, as_of=None) -> Accounting:
         """Row accounting for an analysis as of ``as_of`` (default: the last valid date)."""
@@ -140,7 +147,8 @@ class Transactions:
         return Accounting(source=self.source, as_of=as_of, rows_read=self.rows_read, rows_used=used,
                           rows_after_as_of=after, quarantined=counts,
                           duplicates_found=self.duplicates_found,
-                          returns_netted=self.returns_netted, ids_normalized=self.ids_normalized)
+                          returns_netted=self.returns_netted, ids_normalized=self.ids_normalized,
+                          amount_derived=self.amount_derived)
 
     def stale_as_of(self, as_of, days: int = 365) -> str | None:
         """A warning when ``as_of`` lies more than ``days`` after the last transaction: every
@@ -258,12 +266,16 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     shape = con.sql("SELECT * FROM raw LIMIT 0")
     types = {name: str(kind) for name, kind in zip(shape.columns, shape.types, strict=True)}
     names = list(raw.columns)
+    derived = "amount" not in names  # line items: quantity x unit_price - discount
+    if derived:
+        names.insert(2, "amount")
     numeric = [c for c in names if c not in ("customer_id", "date", "amount", "order_id")]
 
     parsed = {
         "customer_id": _customer_id_expr(types["customer_id"]),  # replaced below when normalised
         "date": _date_expr(types["date"], options.date_format, excel=raw.kind == "excel", zone=raw.date_zone),
-        "amount": _number_expr("amount", types["amount"], raw.decimal),
+        "amount": _line_amount(types, raw.decimal) if derived else _number_expr("amount", types["amount"],
+                                                                                raw.decimal),
     }
     ids_normalized = _integral_text_ids(con, types["customer_id"]) if options.normalize_ids else 0
     if ids_normalized:
@@ -295,7 +307,8 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
         + " ELSE 'ok' END"
 
     inner = ", ".join(f"{expr} AS {sql_ident(c)}" for c, expr in parsed.items())
-    sources = ", ".join(f"raw.{sql_ident(c)} AS {sql_ident('_src_' + c)}" for c in names)
+    sources = ", ".join(f"{'NULL' if c == 'amount' and derived else 'raw.' + sql_ident(c)} AS "
+                        f"{sql_ident('_src_' + c)}" for c in names)
     typed_cols = ", ".join(sql_ident(c) for c in names)
     raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN {text(c)} END AS raw_{c}" for c in names)
     try:
@@ -345,7 +358,8 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     return Transactions(con=con, source=raw.source, columns=tuple(names), returns=returns,
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last,
-                        rows_read=int(loaded) + len(raw.malformed), ids_normalized=ids_normalized)
+                        rows_read=int(loaded) + len(raw.malformed), ids_normalized=ids_normalized,
+                        amount_derived=_line_amount_text(types) if derived else None)
 
 
 def _build_days(con, names: list[str]) -> None:
@@ -356,7 +370,7 @@ def _build_days(con, names: list[str]) -> None:
                  else "count(*) FILTER (WHERE amount >= 0)")
     extra = "".join(f", {exact_sum(sql_ident(c))} AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
                     f"{sql_ident('n_' + c)}"
-                    for c in names if c not in ("customer_id", "date", "amount", "order_id"))
+                    for c in names if c not in ("customer_id", "date", "amount", "order_id", *LINE_ITEM))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day AS
         SELECT customer_id, date, {exact_sum('amount')} AS amount, {purchases} AS purchases,
@@ -379,6 +393,19 @@ def _net_returns(con) -> int:
         WHERE tx.customer_id = d.customer_id AND tx.date = d.date
           AND tx.status = 'ok' AND tx.amount < 0""")
     return con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
+
+
+def _line_amount_text(types: dict) -> str:
+    return "quantity x unit_price" + (" - discount" if "discount" in types else "")
+
+
+
+def _line_amount(types: dict, decimal: str) -> str:
+    """A line's amount from its quantity, unit price and discount (0 when absent or empty)."""
+    qty, price = (_number_expr(c, types[c], decimal) for c in ("quantity", "unit_price"))
+    discount = f" - coalesce({_number_expr('discount', types['discount'], decimal)}, 0)" \
+        if "discount" in types else ""
+    return f"({qty}) * ({price}){discount}"
 
 
 def _integral_text_ids(con, kind: str) -> int:
