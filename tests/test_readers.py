@@ -169,3 +169,33 @@ def test_line_items_derive_the_amount_and_orders_are_counted_once(tmp_path):
     assert "unit_price_mean" not in f.columns  # prices make the amount, they are no covariate
     with pytest.raises(InputError, match="amount is derived as quantity x unit_price, but there is no"):
         load_transactions(path, columns="customer_id=CustomerID,date=InvoiceDate,unit_price=UnitPrice")
+
+
+def test_lines_excluded_by_code_are_quarantined_as_excluded(tmp_path):
+    from typer.testing import CliRunner
+
+    from clvtier.cli import app
+    from clvtier.config import parse_config
+
+    path = tmp_path / "lines.csv"
+    pd.DataFrame({
+        "customer_id": ["a", "", "b", "c", "c"],
+        "date": ["2011-01-01"] * 5,
+        "amount": [10.0, 5.0, 3.0, 4.0, 2.0],
+        "StockCode": ["85123A", "POST", "M", "22423", "BANK CHARGES"],
+    }).to_csv(path, index=False)
+    tx = load_transactions(path, exclude={"StockCode": ["POST", "M", "BANK CHARGES"]})
+    acc = tx.accounting()
+    assert acc.quarantined == {"excluded": 3} and acc.rows_used == 2 and acc.balanced()
+    assert set(tx.rejects()["reason"]) == {"excluded"}
+    spec = parse_config({"experiment": "x", "data": {"path": str(path), "exclude": {"StockCode": ["POST"]}},
+                         "split": {"holdout_last": 1}, "models": {"bgnbd_gg": {}},
+                         "tiering": {"clv_model": "bgnbd_gg"}}).data.spec
+    assert load_transactions(path, spec).accounting().quarantined == {"excluded": 1}
+    result = CliRunner().invoke(app, ["features", "-i", str(path), "--as-of", "2011-01-31", "-o",
+                                      str(tmp_path / "f.csv"), "--exclude", "StockCode=POST,M",
+                                      "--exclude", "StockCode=BANK CHARGES"])
+    assert result.exit_code == 0, result.output
+    assert "excluded" in result.output and "3" in result.output.split("excluded")[1].split("\n")[0]
+    with pytest.raises(InputError, match="Stock"):
+        load_transactions(path, exclude={"Stock": ["POST"]})

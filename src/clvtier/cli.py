@@ -125,6 +125,10 @@ LOAD_OPTIONS = {
         help="Quarantine exact duplicate rows (they are always counted)."), False),
     "max_amount": (float | None, typer.Option(
         help="Quarantine rows whose absolute amount exceeds this (a positive number)."), None),
+    "exclude": (list[str] | None, typer.Option(
+        help="COLUMN=VALUE[,VALUE...]: rows whose column holds one of the values are no purchases "
+             "(postage, fees, adjustments) and are quarantined as 'excluded'; repeatable; the column "
+             "need not be mapped, e.g. --exclude StockCode=POST,M,BANK CHARGES."), None),
     "normalize_ids": (bool, typer.Option(
         "--normalize-ids/--keep-ids",
         help="Read customer ids exported as 17850.0 (every id integral with a trailing .0) as 17850; "

@@ -132,6 +132,10 @@ class LoadSpec(Settings):
     max_amount : float, optional
         Rows whose absolute amount exceeds it (a positive number) are quarantined as
         ``amount_out_of_range``.
+    exclude : dict of str to list of str, optional
+        ``{source_column: [value, ...]}``: rows whose column holds one of the values (as text,
+        trimmed) are not purchases (postage, fees, manual adjustments) and are quarantined with
+        reason ``excluded``. The column need not be mapped.
     normalize_ids : bool, default=True
         When every customer id is an integral number written with a trailing ``.0`` (``17850.0``,
         as spreadsheets export integer ids), use the integer text (``17850``); ids are otherwise
@@ -147,6 +151,7 @@ class LoadSpec(Settings):
     returns: Literal[RETURNS_POLICIES] = "net"
     drop_duplicates: bool = False
     max_amount: float | None = Field(None, gt=0, allow_inf_nan=False)
+    exclude: dict[str, list[str]] = Field(default_factory=dict)
     normalize_ids: bool = True
 
     @field_validator("columns", mode="before")
@@ -157,6 +162,22 @@ class LoadSpec(Settings):
         if isinstance(value, ColumnMap):
             return dict(value.mapping)
         return ColumnMap.parse(value).mapping if isinstance(value, str) else value
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _parse_exclude(cls, value):
+        """Also ``["StockCode=POST,M", ...]`` (the CLI's repeatable ``--exclude``)."""
+        if value is None:
+            return {}
+        if isinstance(value, list | tuple):
+            out: dict[str, list[str]] = {}
+            for item in value:
+                column, sep, values = str(item).partition("=")
+                if not sep or not column.strip() or not values.strip():
+                    raise ValueError(f"write COLUMN=VALUE[,VALUE...], e.g. StockCode=POST,M; got {item!r}")
+                out.setdefault(column.strip(), []).extend(v.strip() for v in values.split(","))
+            return out
+        return value
 
     @field_validator("sheet", mode="before")
     @classmethod
@@ -203,6 +224,8 @@ class RawTable:
     kind: str = "csv"
     #: The time zone the date column's timestamps carry in the source (Parquet, DataFrame), if any
     date_zone: str | None = None
+    #: Raw-view alias -> source column of each column that ``exclude`` looks at
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def close_temp(self) -> None:
         if self._tmpdir is not None:
@@ -270,12 +293,17 @@ def read_raw(source, spec: LoadSpec | None = None, *,
     resolved = columns.resolve(name, found)
     zone = _date_zone(source, resolved["date"], kind)
     select = ", ".join(f"{sql_ident(src)} AS {sql_ident(dst)}" for dst, src in resolved.items())
+    missing = [c for c in options.exclude if c not in found]
+    if missing:
+        raise MissingColumnError(name, missing[0], found)
+    excluded = {f"_exclude_{i}": column for i, column in enumerate(options.exclude)}
+    select += "".join(f", {sql_ident(src)} AS {alias}" for alias, src in excluded.items())
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
     decimal = options.decimal
     if decimal == "auto":
         decimal = _detect_decimal(con, options.delimiter, "amount" if "amount" in resolved else "unit_price")
     return RawTable(con=con, source=name, columns=resolved, decimal=decimal, kind=kind, date_zone=zone,
-                    malformed=malformed, _tmpdir=tmpdir)
+                    malformed=malformed, _tmpdir=tmpdir, excluded=excluded)
 
 
 def _date_zone(source, column: str, kind: str) -> str | None:

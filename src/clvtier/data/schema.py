@@ -32,6 +32,7 @@ from clvtier.errors import EmptyInputError, InputError
 #: Reason codes of quarantined rows, with what they mean.
 REASONS: dict[str, str] = {
     "malformed_row": "the line does not split into the header's columns",
+    "excluded": "a line that is no purchase by its code (exclude, e.g. postage or fees)",
     "missing_customer_id": "customer id is empty",
     "bad_customer_id": "numeric customer id is not a whole number",
     "bad_date": "date is empty or cannot be parsed",
@@ -290,7 +291,13 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
 
     # A CASE evaluates a branch only for the rows that reach it, so the text conversions
     # below cost nothing for valid rows.
-    checks = [(f"customer_id IS NULL AND {text('customer_id')} IS NULL", "missing_customer_id"),
+    # Excluded first: a postage line without a customer is excluded, not a missing id
+    checks = [
+        (f"trim(CAST({alias} AS VARCHAR)) IN ({', '.join(map(sql_literal, map(str, values)))})", "excluded")
+        for alias, src in raw.excluded.items()
+        if (values := options.exclude[src])
+    ]
+    checks += [(f"customer_id IS NULL AND {text('customer_id')} IS NULL", "missing_customer_id"),
               ("customer_id IS NULL", "bad_customer_id"),
               ("date IS NULL", "bad_date"),
               ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
@@ -316,7 +323,8 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
             CREATE OR REPLACE TEMP TABLE tx AS
             SELECT source_line, status, {typed_cols}, {raw_cols} FROM (
                 SELECT *, {status} AS status FROM (
-                    SELECT source_line, {inner}, {sources} FROM raw))""").fetchall()[0][0]
+                    SELECT source_line, {inner}, {sources}{''.join(', ' + a for a in raw.excluded)}
+                    FROM raw))""").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
