@@ -199,3 +199,25 @@ def test_lines_excluded_by_code_are_quarantined_as_excluded(tmp_path):
     assert "excluded" in result.output and "3" in result.output.split("excluded")[1].split("\n")[0]
     with pytest.raises(InputError, match="Stock"):
         load_transactions(path, exclude={"Stock": ["POST"]})
+
+
+def test_exact_duplicates_are_judged_on_every_source_column(tmp_path):
+    """Two products with the same quantity and price on one invoice are two lines, not a copy."""
+    path = tmp_path / "lines.csv"
+    lines = pd.DataFrame({
+        "InvoiceNo": ["536365"] * 3 + ["536366"],
+        "StockCode": ["85123A", "71053", "84406B", "22633"],
+        "Description": ["WHITE HANGING HEART", "WHITE METAL LANTERN", "CREAM CUPID HEARTS", "HAND WARMER"],
+        "Quantity": [6, 6, 6, 6],
+        "UnitPrice": [2.55, 2.55, 2.55, 1.85],
+        "CustomerID": ["17850.0"] * 4,
+        "InvoiceDate": ["2010-12-01 08:26"] * 3 + ["2010-12-01 08:28"],
+    })
+    lines.to_csv(path, index=False)
+    columns = ("customer_id=CustomerID,date=InvoiceDate,order_id=InvoiceNo,quantity=Quantity,"
+               "unit_price=UnitPrice")
+    assert load_transactions(path, columns=columns).accounting().duplicates_found == 0
+    pd.concat([lines, lines.iloc[[1, 3]]]).to_csv(path, index=False)  # two true copies
+    assert load_transactions(path, columns=columns).accounting().duplicates_found == 2
+    dropped = load_transactions(path, columns=columns, drop_duplicates=True).accounting()
+    assert dropped.quarantined == {"duplicate": 2} and dropped.rows_used == 4

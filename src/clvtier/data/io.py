@@ -127,7 +127,8 @@ class LoadSpec(Settings):
         purchases that day (a return on a day without purchases, or exceeding them, is
         quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
     drop_duplicates : bool, default=False
-        Exact duplicate rows (equal in every mapped column) are always counted; with True every
+        Exact duplicate rows (equal in every column of the source, mapped or not) are always
+        counted; with True every
         copy after the first is quarantined as ``duplicate``.
     max_amount : float, optional
         Rows whose absolute amount exceeds it (a positive number) are quarantined as
@@ -298,6 +299,8 @@ def read_raw(source, spec: LoadSpec | None = None, *,
         raise MissingColumnError(name, missing[0], found)
     excluded = {f"_exclude_{i}": column for i, column in enumerate(options.exclude)}
     select += "".join(f", {sql_ident(src)} AS {alias}" for alias, src in excluded.items())
+    # a row is an exact duplicate only when it equals another in every column of the source
+    select += f", hash({', '.join(sql_ident(c) for c in found)}) AS _row_hash"
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT source_line, {select} FROM ({scan})")
     decimal = options.decimal
     if decimal == "auto":

@@ -321,14 +321,15 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     try:
         loaded = con.execute(f"""
             CREATE OR REPLACE TEMP TABLE tx AS
-            SELECT source_line, status, {typed_cols}, {raw_cols} FROM (
+            SELECT source_line, status, {typed_cols}, {raw_cols}, _row_hash FROM (
                 SELECT *, {status} AS status FROM (
-                    SELECT source_line, {inner}, {sources}{''.join(', ' + a for a in raw.excluded)}
+                    SELECT source_line, {inner}, {sources}{''.join(', ' + a for a in raw.excluded)},
+                           _row_hash
                     FROM raw))""").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
-    key = ", ".join(sql_ident(c) for c in names)
+    key = ", ".join([*(sql_ident(c) for c in names), "_row_hash"])  # every source column, mapped or not
     duplicates = 0
     if drop_duplicates:
         con.execute(f"""
