@@ -128,8 +128,7 @@ class LoadSpec(Settings):
         quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
     drop_duplicates : bool, default=False
         Exact duplicate rows (equal in every column of the source, mapped or not) are always
-        counted; with True every
-        copy after the first is quarantined as ``duplicate``.
+        counted; with True every copy after the first is quarantined as ``duplicate``.
     max_amount : float, optional
         Rows whose absolute amount exceeds it (a positive number) are quarantined as
         ``amount_out_of_range``.
