@@ -90,13 +90,14 @@ def _stop_on_sigterm():
 InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
                                         ".parquet or .xlsx.", show_default=False)]
 
-EscapeOpt = Annotated[bool, typer.Option(
-    "--escape-formulas/--no-escape-formulas",
-    help="In CSV outputs, prefix ' to text cells starting with = + - @ tab or CR, so spreadsheets "
-         "show them instead of running them as formulas (Parquet keeps raw values).")]
+RawCsvOpt = Annotated[bool, typer.Option(
+    "--raw-csv",
+    help="Write CSV text cells as they are; by default a text cell starting with = + - @ tab or CR "
+         "gets a leading ' so spreadsheets show it instead of running it (Parquet keeps raw values).")]
 
 #: The reader options of every command that reads transactions, declared once (the fields of
-#: clvtier.data.LoadSpec); :func:`_load_options` adds them to a command as its ``spec``.
+#: clvtier.data.LoadSpec; --keep-ids sets normalize_ids=False); :func:`_load_options` adds them
+#: to a command as its ``spec``.
 LOAD_OPTIONS = {
     "columns": (str | None, typer.Option(
         help="Map clvtier names to your columns, e.g. 'customer_id=客户ID,date=交易日期,"
@@ -122,17 +123,18 @@ LOAD_OPTIONS = {
         help="Negative amounts are returns: 'net' them against the customer's purchases that day "
              "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them."), "net"),
     "drop_duplicates": (bool, typer.Option(
-        help="Quarantine exact duplicate rows (they are always counted)."), False),
+        "--drop-duplicates", help="Quarantine exact duplicate rows (they are always counted)."), False),
     "max_amount": (float | None, typer.Option(
         help="Quarantine rows whose absolute amount exceeds this (a positive number)."), None),
     "exclude": (list[str] | None, typer.Option(
+        metavar="COLUMN=VALUES",
         help="COLUMN=VALUE[,VALUE...]: rows whose column holds one of the values are no purchases "
              "(postage, fees, adjustments) and are quarantined as 'excluded'; repeatable; the column "
              "need not be mapped, e.g. --exclude StockCode=POST,M,BANK CHARGES."), None),
-    "normalize_ids": (bool, typer.Option(
-        "--normalize-ids/--keep-ids",
-        help="Read customer ids exported as 17850.0 (every id integral with a trailing .0) as 17850; "
-             "--keep-ids keeps them as written."), True),
+    "keep_ids": (bool, typer.Option(
+        "--keep-ids",
+        help="Keep customer ids as written; by default ids exported as 17850.0 (every id integral "
+             "with a trailing .0) are read as 17850."), False),
 }
 
 
@@ -160,7 +162,8 @@ def _spec(options: dict):
     """The LoadSpec of a command's reader options."""
     from clvtier.data import LoadSpec
 
-    return LoadSpec.of(**options)
+    fields = {k: v for k, v in options.items() if k != "keep_ids"}
+    return LoadSpec.of(**fields, normalize_ids=not options.get("keep_ids", False))
 
 
 @app.command()
@@ -177,7 +180,7 @@ def features(
     rejects: Annotated[Path | None, typer.Option(
         help="Where to write quarantined rows (.csv or .parquet). Default: next to the "
              "output as <output>.rejects.csv, written only when rows were quarantined.")] = None,
-    escape_formulas: EscapeOpt = True,
+    raw_csv: RawCsvOpt = False,
     spec: dict | None = None,
 ):
     """Compute the per-customer feature table as of a date, with the row accounting."""
@@ -185,7 +188,7 @@ def features(
         from clvtier.pipelines.features import build_features
 
         result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
-                                rejects=rejects, escape_formulas=escape_formulas)
+                                rejects=rejects, escape_formulas=not raw_csv)
         typer.echo(result.format())
 
 
@@ -350,8 +353,8 @@ def segment(
     ahp: Annotated[Path | None, typer.Option(help="weighted: YAML pairwise comparison matrix, rows and "
                                              "columns "
                                              "in the order of --indicators.")] = None,
-    allow_inconsistent: Annotated[bool, typer.Option(help="weighted: accept an AHP matrix with consistency "
-                                                          "ratio >= 0.1.")] = False,
+    allow_inconsistent: Annotated[bool, typer.Option(
+        "--allow-inconsistent", help="weighted: accept an AHP matrix with consistency ratio >= 0.1.")] = False,
     cutoffs: Annotated[str | None, typer.Option(help="weighted: score cut-offs, highest first, instead of "
                                                 "--shares.")] = None,
     k: Annotated[int | None, typer.Option("--k", help="kmeans/gmm: number of clusters (default: chosen).")]
@@ -479,6 +482,7 @@ def score_command(
         help="An earlier tiers file (same policy): print and log the tier migration matrix, warn on size "
              "drift.")] = None,
     allow_policy_change: Annotated[bool, typer.Option(
+        "--allow-policy-change",
         help="Accept a --previous file scored with another policy: the migration is labelled a policy "
              "change and no drift warning fires.")] = False,
     policy: Annotated[str | None, typer.Option(
@@ -486,6 +490,7 @@ def score_command(
     drift_threshold: Annotated[float, typer.Option(
         help="Warn when a tier's size changes by more than this share of its previous size.")] = 0.2,
     pseudonymize_ids: Annotated[bool, typer.Option(
+        "--pseudonymize-ids",
         help="Write salted hashes instead of customer ids (salt: env CLVTIER_ID_SALT).")] = False,
     lang: Annotated[str, typer.Option(help="Language of labels and actions: en or zh.")] = "en",
     chunk_size: Annotated[int, typer.Option(help="Customers per batch.")] = 250_000,
@@ -495,7 +500,7 @@ def score_command(
     no_tracking: Annotated[bool, typer.Option(
         "--no-tracking", help="Do not log the run to MLflow (for batch jobs that must not depend on "
                               "it; a models:/ URI still needs the registry).")] = False,
-    escape_formulas: EscapeOpt = True,
+    raw_csv: RawCsvOpt = False,
     spec: dict | None = None,
 ):
     """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
@@ -510,7 +515,7 @@ def score_command(
                        previous=previous, allow_policy_change=allow_policy_change,
                        drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,
                        chunk_size=chunk_size, memory_limit=memory_limit, lang=lang,
-                       escape_formulas=escape_formulas, log_to_mlflow=not no_tracking,
+                       escape_formulas=not raw_csv, log_to_mlflow=not no_tracking,
                        tracking_uri=tracking_uri, progress=_progress())
         typer.echo(result.format())
 
