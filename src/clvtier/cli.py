@@ -354,7 +354,8 @@ def segment(
                                              "columns "
                                              "in the order of --indicators.")] = None,
     allow_inconsistent: Annotated[bool, typer.Option(
-        "--allow-inconsistent", help="weighted: accept an AHP matrix with consistency ratio >= 0.1.")] = False,
+        "--allow-inconsistent",
+        help="weighted: accept an AHP matrix with consistency ratio >= 0.1.")] = False,
     cutoffs: Annotated[str | None, typer.Option(help="weighted: score cut-offs, highest first, instead of "
                                                 "--shares.")] = None,
     k: Annotated[int | None, typer.Option("--k", help="kmeans/gmm: number of clusters (default: chosen).")]
