@@ -1,6 +1,7 @@
 """Hostile but realistic use (issue 15): nothing deleted that clvtier did not write, no input
 overwritten by an output, no output replaced by a failing run."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -555,6 +556,8 @@ def test_a_stored_model_round_trips_exactly_with_either_calibration(tmp_path, ne
         pd.testing.assert_frame_equal(again.predict(features), model.predict(features))
         assert not list(folder.glob("*.pkl")) and {p.suffix for p in folder.iterdir()} == {".json", ".ubj"}
         assert np.isclose(again.clv.scale, model.clv.scale)
+        # the policy comes back with its keys in order: its reasons and digest do not change
+        assert json.dumps(again.info["policy"]) == json.dumps(model.info["policy"])
 
 
 @pytest.mark.parametrize(

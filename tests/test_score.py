@@ -354,3 +354,17 @@ def test_the_registered_pyfunc_takes_ordinary_data_without_casts(model):
     text = tx.assign(customer_id=tx["customer_id"].astype(str), date=tx["date"].dt.strftime("%Y-%m-%d"),
                      amount=tx["amount"].round().astype("int64"))
     assert len(pyfunc.predict(text, params={"as_of": AS_OF})) == 2357
+
+
+def test_chinese_output_has_every_text_column_in_chinese_and_codes_unchanged(model, transactions, tmp_path):
+    en = pd.read_parquet(_score(model, transactions, tmp_path / "en.parquet").output)
+    zh = pd.read_parquet(_score(model, transactions, tmp_path / "zh.parquet", lang="zh").output)
+    pd.testing.assert_series_equal(zh["tier"], en["tier"])
+    pd.testing.assert_series_equal(zh["rfm_segment"], en["rfm_segment"])  # codes stay
+    cjk = r"[\u4e00-\u9fff]"
+    for column in ("tier_reason", "action", "rfm_segment_label"):
+        assert zh[column].str.contains(cjk).all(), column
+        assert not en[column].str.contains(cjk).any(), column
+    assert zh["tier_reason"].str.startswith("得分").all()
+    assert not zh["tier_reason"].str.contains("score|cut-off|at risk|quantile").any()
+    assert set(en.loc[en["rfm_segment"] == "champions", "rfm_segment_label"]) == {"Champions"}

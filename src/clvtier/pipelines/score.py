@@ -38,6 +38,7 @@ from clvtier.data.privacy import id_salt, pseudonym_sql
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
+from clvtier.segment import RFM10
 from clvtier.segment.rfm import rfm_score_sql
 from clvtier.tiering import OUTPUT_COLUMNS, TieringModel
 from clvtier.tiering.monitor import Migration, check_previous, compare, pseudonym_mismatch
@@ -52,7 +53,15 @@ log = logging.getLogger(__name__)
 MEMORY_LIMIT = "4GB"
 #: Output columns after the model's: the policy's verdict and where it came from.
 TIER_COLUMNS = ("tier", "at_risk", "tier_reason", "action", "model_name", "model_version", "policy")
-SCORE_COLUMNS = (*OUTPUT_COLUMNS, *TIER_COLUMNS)
+_SEGMENT_AT = OUTPUT_COLUMNS.index("rfm_segment") + 1
+#: The model's columns with the RFM segment's label (in the run's language) after its code, then
+#: the policy's columns.
+SCORE_COLUMNS = (
+    *OUTPUT_COLUMNS[:_SEGMENT_AT],
+    "rfm_segment_label",
+    *OUTPUT_COLUMNS[_SEGMENT_AT:],
+    *TIER_COLUMNS,
+)
 _RFM = ("r_score", "f_score", "m_score")
 
 
@@ -410,10 +419,12 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     past: list[list[float]] = [[] for _ in codes]
     writer = None
     lang = o.lang
+    segment_labels = {s.code: getattr(s.label, lang) or s.label.en for s in RFM10.segments}
     for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
         frame = batch.to_pandas()
         verdict = fitted.assign(frame, lang=lang)
         out = frame[list(OUTPUT_COLUMNS)].copy()
+        out.insert(_SEGMENT_AT, "rfm_segment_label", out["rfm_segment"].map(segment_labels))
         for c in verdict.columns:
             out[c] = verdict[c].to_numpy()
         out["model_name"] = loaded.name

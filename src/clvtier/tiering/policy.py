@@ -47,6 +47,29 @@ NAMES = {
     "profit_total": "past profit",
     "satisfaction_mean": "satisfaction",
 }
+NAMES_ZH = {
+    "predicted_clv": "预测CLV",
+    "monetary_total": "历史消费",
+    "churn_probability": "流失概率",
+    "probability_alive": "存活概率",
+    "expected_purchases": "预期购买次数",
+    "frequency_count": "购买次数",
+    "recency_days": "距上次购买天数",
+    "rfm_score": "RFM总分",
+    "profit_total": "历史利润",
+    "satisfaction_mean": "满意度",
+}
+#: The words of a tier reason, by language ({} are filled in by the code that uses them).
+WORDS = {
+    "en": {"score": "score ({}) = {{:.3f}}", "part": "{w} x rank {{:.3f}} of {name} {{:,.2f}}",
+           "at_least": " >= {tier} cut-off {cut}", "below": " < {tier} cut-off {cut}",
+           "quantile": " (the {q:.0%} quantile)", "and": " and ", "at_risk": "; at risk: ",
+           "none": "none of the conditions of the tiers above hold"},
+    "zh": {"score": "得分（{}）= {{:.3f}}", "part": "{w} × {name} {{:,.2f}} 的排名 {{:.3f}}",
+           "at_least": " ≥ {tier}门槛 {cut}", "below": " < {tier}门槛 {cut}",
+           "quantile": "（{q:.0%}分位数）", "and": " 且 ", "at_risk": "；流失预警：",
+           "none": "不满足以上各层的条件"},
+}
 _OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
 
 
@@ -254,54 +277,62 @@ class FittedPolicy:
         at_risk = self._holds(p.at_risk.when, values) if p.at_risk else np.zeros(n, dtype=bool)
         codes = np.array([t.code for t in p.tiers], dtype=object)
         actions = np.array([t.action.get(lang) for t in p.tiers], dtype=object)[tier]
-        reasons = self._reasons(tier, score, values, ranks)
+        reasons = self._reasons(tier, score, values, ranks, lang)
         if p.at_risk is not None and at_risk.any():
-            risk = self._condition_text(p.at_risk.when, values, at_risk)
-            reasons[at_risk] = reasons[at_risk] + "; at risk: " + risk
+            risk = self._condition_text(p.at_risk.when, values, at_risk, lang)
+            reasons[at_risk] = reasons[at_risk] + _words(lang)["at_risk"] + risk
             actions[at_risk] = p.at_risk.action.get(lang) + " " + actions[at_risk]
         return pd.DataFrame(
             {"tier": codes[tier], "at_risk": at_risk, "tier_reason": reasons, "action": actions},
             index=frame.index,
         )
 
-    def _reasons(self, tier: np.ndarray, score, values, ranks) -> np.ndarray:
-        p = self.policy
+    def _reasons(self, tier: np.ndarray, score, values, ranks, lang: str = "en") -> np.ndarray:
+        p, words = self.policy, _words(lang)
         out = np.empty(len(tier), dtype=object)
         for i, t in enumerate(p.tiers):
             rows = tier == i
             if not rows.any():
                 continue
             if p.kind == "when":
-                out[rows] = (self._condition_text(t.when, values, rows) if t.when
-                             else "none of the conditions of the tiers above hold")
+                out[rows] = (self._condition_text(t.when, values, rows, lang) if t.when else words["none"])
                 continue
+            # English names the tier by its code, Chinese by its label (优质客户门槛)
             if i + 1 < len(p.tiers):
-                bound = f" >= {t.code} cut-off {_fmt_one(self.cuts[i], p.score.scale)}"
+                name = t.code if lang != "zh" else t.label.get(lang)
+                bound = words["at_least"].format(tier=name, cut=_fmt_one(self.cuts[i], p.score.scale))
             else:
-                bound = f" < {p.tiers[i - 1].code} cut-off {_fmt_one(self.cuts[i - 1], p.score.scale)}"
-            template, args = self._score_text(values, ranks, rows)
+                above = p.tiers[i - 1]
+                name = above.code if lang != "zh" else above.label.get(lang)
+                bound = words["below"].format(tier=name, cut=_fmt_one(self.cuts[i - 1], p.score.scale))
+            template, args = self._score_text(values, ranks, rows, lang)
             out[rows] = _format(template + bound.replace("{", "{{").replace("}", "}}"), [*args, score[rows]])
         return out
 
-    def _score_text(self, values, ranks, rows: np.ndarray) -> tuple[str, list[np.ndarray]]:
+    def _score_text(self, values, ranks, rows: np.ndarray, lang: str = "en") -> tuple[str, list[np.ndarray]]:
         """A format template for the score's explanation and its arguments (score last)."""
-        p = self.policy
+        p, words = self.policy, _words(lang)
         if p.score.scale == "value":
             column = next(iter(p.score.inputs))
-            return _braces(_name(column)) + " {:,.2f}", []
+            return _braces(_name(column, lang)) + " {:,.2f}", []
         total = sum(p.score.inputs.values())
         parts, args = [], []
         for c, w in p.score.inputs.items():
-            parts.append(f"{w / total:.2g} x rank {{:.3f}} of {_braces(_name(c))} {{:,.2f}}")
-            args += [ranks[c][rows], values[c][rows]]
-        return "score (" + " + ".join(parts) + ") = {:.3f}", args
+            parts.append(words["part"].format(w=f"{w / total:.2g}", name=_braces(_name(c, lang))))
+            # the template's placeholders are in the language's order: rank then value, or value then rank
+            pair = [values[c][rows], ranks[c][rows]] if lang == "zh" else [ranks[c][rows], values[c][rows]]
+            args += pair
+        return words["score"].format(" + ".join(parts)), args
 
-    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray) -> np.ndarray:
-        pieces = []
+    def _condition_text(
+        self, conditions: list[Condition], values, rows: np.ndarray, lang: str = "en"
+    ) -> np.ndarray:
+        words, pieces = _words(lang), []
         for c in conditions:
-            where = f" (the {c.quantile:.0%} quantile)" if c.quantile is not None else ""
-            pieces.append(f"{_braces(_name(c.column))} {{:,.2f}} {c.op} {self.threshold(c):,.2f}{where}")
-        return _format(" and ".join(pieces), [values[c.column][rows] for c in conditions])
+            where = words["quantile"].format(q=c.quantile) if c.quantile is not None else ""
+            name = _braces(_name(c.column, lang))
+            pieces.append(f"{name} {{:,.2f}} {c.op} {self.threshold(c):,.2f}{where}")
+        return _format(words["and"].join(pieces), [values[c.column][rows] for c in conditions])
 
     def summary(self) -> dict:
         """Cut-offs and quantiles as resolved, for logs."""
@@ -313,8 +344,14 @@ class FittedPolicy:
         return out
 
 
-def _name(column: str) -> str:
+def _name(column: str, lang: str = "en") -> str:
+    if lang == "zh":
+        return NAMES_ZH.get(column, column)
     return NAMES.get(column, column)
+
+
+def _words(lang: str) -> dict[str, str]:
+    return WORDS["zh" if lang == "zh" else "en"]
 
 
 def _braces(text: str) -> str:

@@ -91,7 +91,8 @@ def save_model(model, folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tree = {"format": FORMAT, "model": _Writer(folder).encode(model)}
-    (folder / MODEL_FILE).write_text(json.dumps(tree, indent=1, sort_keys=True), encoding="utf-8")
+    # key order is kept: a policy's score inputs are explained (and digested) in their order
+    (folder / MODEL_FILE).write_text(json.dumps(tree, indent=1), encoding="utf-8")
     return folder
 
 
