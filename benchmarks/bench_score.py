@@ -52,6 +52,7 @@ def ensure_model() -> Path:
 
     config = load_config(ROOT / "experiments" / "synthetic.yaml",
                          [f"registry.export_dir={MODEL.parent}"])
+    MODEL.parent.mkdir(parents=True, exist_ok=True)  # the tracking store's folder must exist
     train(config, tracking_uri=f"sqlite:///{DATA / 'score_model' / 'mlflow.db'}")
     return MODEL
 
