@@ -280,44 +280,14 @@ def test_an_unusable_tracking_store_stops_before_any_work(exported, tmp_path, ur
     import time
 
     model, tx, _ = exported
+    args = ("score", "-m", model, "-i", tx, "--as-of", AS_OF, "-o", tmp_path / "t.csv", "--tracking-uri", uri)
     start = time.perf_counter()
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            "-m",
-            str(model),
-            "-i",
-            str(tx),
-            "--as-of",
-            AS_OF,
-            "-o",
-            str(tmp_path / "t.csv"),
-            "--tracking-uri",
-            uri,
-        ],
-    )
-    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    code, out = _cli(*args)
+    assert code == 2 and message in out and len(out.splitlines()) == 1
     assert time.perf_counter() - start < 15 and not (tmp_path / "t.csv").exists()
     assert not Path("/nonexistent").exists()
-    quiet = CliRunner().invoke(
-        app,
-        [
-            "score",
-            "-m",
-            str(model),
-            "-i",
-            str(tx),
-            "--as-of",
-            AS_OF,
-            "-o",
-            str(tmp_path / "t.csv"),
-            "--tracking-uri",
-            uri,
-            "--no-tracking",
-        ],
-    )
-    assert quiet.exit_code == 0, quiet.output
+    code, out = _cli(*args, "--no-tracking")
+    assert code == 0, out
     assert (tmp_path / "t.csv").exists()
 
 

@@ -323,7 +323,7 @@ def evaluate(config: ExperimentConfig, prepared: Prepared, fits: list[dict[str, 
         k: float(v) for k, v in chosen.items() if k not in ("model", "customers") and not pd.isna(v)
     }
     info = model_info(config, prepared, test_metrics)
-    warnings = diagnose_fits(config, prepared, fits, origins)
+    warnings = diagnose_fits(config, prepared, fits, origins, predictions)
     info["warnings"] = [str(w) for w in warnings]
     tiering = TieringModel(
         clv=last_fits[config.tiering.clv_model].model,
@@ -383,13 +383,16 @@ def mean_table(origins: pd.DataFrame) -> pd.DataFrame:
     return means.assign(customers=customers).reset_index()[COLUMNS]
 
 
-def diagnose_fits(config, prepared: Prepared, fits: list[dict[str, Fit]], origins: pd.DataFrame) -> list:
+def diagnose_fits(
+    config, prepared: Prepared, fits: list[dict[str, Fit]], origins: pd.DataFrame, predictions: dict
+) -> list:
     """Every check of :mod:`clvtier.clv.diagnostics` on this run's fits and backtest."""
     last = fits[-1]
     purchase = {n: f.model for n, f in last.items() if "purchase" in f.roles}
     out = dropout_warnings({n: m.purchase for n, m in purchase.items()})
     if len(purchase) > 1:
-        out += equal_prediction_warnings({n: m.predict(prepared.test)[0] for n, m in purchase.items()})
+        # the latest origin's test predictions, already computed for the benchmark
+        out += equal_prediction_warnings({n: predictions[n][0] for n in purchase})
     if purchase:
         out += spend_warnings(next(iter(purchase.values())).spend)
     chosen = origins[origins["model"] == config.tiering.clv_model]
