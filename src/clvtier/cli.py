@@ -30,6 +30,7 @@ EXIT_INPUT = 2
 _FLAGS = {
     "as_of": "--as-of", "columns": "--columns", "delimiter": "--delimiter", "decimal": "--decimal",
     "encoding": "--encoding", "sheet": "--sheet", "date_format": "--date-format", "returns": "--returns",
+    "return_window": "--return-window", "return_prefix": "--return-prefix",
     "drop_duplicates": "--drop-duplicates", "max_amount": "--max-amount", "method": "--method",
     "map_path": "--map", "time_unit": "--time-unit", "chunk_size": "--chunk-size",
     "memory_limit": "--memory-limit", "drift_threshold": "--drift-threshold",
@@ -120,8 +121,20 @@ LOAD_OPTIONS = {
                               "Excel serial numbers in a text file (default: ISO dates/times; serials "
                               "only in .xlsx cells)."), None),
     "returns": (str, typer.Option(
-        help="Negative amounts are returns: 'net' them against the customer's purchases that day "
-             "(unmatched or excess returns are quarantined), 'keep' them, or 'quarantine' them."), "net"),
+        help="Negative amounts are returns. 'net': subtract them from the customer's purchases "
+             "that day (unmatched or excess returns are quarantined). 'net-earlier': subtract each "
+             "from the order it takes back (--return-prefix or an original_order_id column), then "
+             "from the customer's purchases of the --return-window days before it, most recent "
+             "first, from the return's date on; what is left is quarantined as unmatched_return "
+             "with the amount left over. 'keep': use them as they are. 'quarantine': quarantine "
+             "them."), "net"),
+    "return_window": (int, typer.Option(
+        "--return-window", metavar="DAYS",
+        help="With --returns net-earlier: days before a return in which it reduces purchases."), 90),
+    "return_prefix": (str | None, typer.Option(
+        "--return-prefix",
+        help="With --returns net-earlier and order_id mapped: a return whose order id is this prefix "
+             "plus an order's id takes back that order first, e.g. C for C536379 -> 536379."), None),
     "drop_duplicates": (bool, typer.Option(
         "--drop-duplicates", help="Quarantine exact duplicate rows (they are always counted)."), False),
     "max_amount": (float | None, typer.Option(

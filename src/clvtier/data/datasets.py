@@ -196,3 +196,126 @@ def write_synthetic(path, n_customers: int, *, chunk_customers: int = 500_000, s
             if writer is not None:
                 writer.close()
     return {"customers": int(n_customers), "rows": rows, "path": str(path)}
+
+
+#: Non-product codes of the line-item generator: exclude them (``exclude={"StockCode": [...]}``).
+FEE_CODES = ("POST", "BANK CHARGES")
+
+
+def synthetic_line_items(n_customers: int, *, seed: int = 0, start: str = "2010-12-01",
+                         acquisition_weeks: float = 12, observation_weeks: float = 52,
+                         guest_share: float = 0.25, postage_share: float = 0.15,
+                         fee_share: float = 0.01, cancel_share: float = 0.1,
+                         duplicate_share: float = 0.01, return_truth: bool = False):
+    """A line-item export like an online retailer's: one row per product line, as text.
+
+    Orders come from :func:`synthetic_transactions` (BG/NBD purchase occasions, one order each).
+    Every order has 1-6 product lines (distinct codes, a quantity and the code's unit price);
+    ``postage_share`` of orders also carry a ``POST`` line and ``fee_share`` a ``BANK CHARGES``
+    line (see :data:`FEE_CODES`). ``cancel_share`` of orders are cancelled in part 0-30 days later
+    by an invoice ``C`` + the order's number with a negative quantity of one line; a few returns
+    of customers with no purchase at all ("orphans") reference orders outside the file.
+    ``guest_share`` more orders have no customer id, and ``duplicate_share`` of product lines are
+    exported twice. Customer ids are written like ``17850.0``; dates like ``12/1/2010 8:26``
+    (``date_format="%m/%d/%Y %H:%M"``).
+
+    Columns: ``InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID,
+    Country``, in invoice order.
+
+    With ``return_truth``, also returns ``(customers, counts)``: per customer id (as the integer
+    text) the ``orders`` and the net ``revenue`` (product lines less cancellations, duplicates
+    counted once), and the expected row counts: ``lines``, ``duplicate``, ``excluded``,
+    ``missing_customer_id``, ``returns``, ``returns_netted``, ``unmatched_return``, and
+    ``unmatched_amount``.
+    """
+    orders = synthetic_transactions(n_customers, seed=seed, start=start,
+                                    acquisition_weeks=acquisition_weeks,
+                                    observation_weeks=observation_weeks)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    n_guest = int(round(len(orders) * guest_share))
+    customer = np.concatenate([orders["customer_id"].to_numpy() + 12345, np.zeros(n_guest, np.int64)])
+    day = np.concatenate([orders["date"].to_numpy(),
+                          rng.choice(orders["date"].to_numpy(), n_guest)]).astype("datetime64[m]")
+    day = day + rng.integers(8 * 60, 19 * 60, day.size).astype("timedelta64[m]")
+    by_time = np.argsort(day, kind="stable")
+    customer, day = customer[by_time], day[by_time]
+    n_orders = day.size
+    invoice = 536365 + np.arange(n_orders)
+
+    codes = np.array([f"{20000 + 37 * i}" for i in range(300)])
+    prices = np.round(rng.gamma(2.0, 2.0, codes.size) + 0.29, 2)
+    k = rng.integers(1, 7, n_orders)
+    line_order = np.repeat(np.arange(n_orders), k)
+    within = np.arange(line_order.size) - np.repeat(np.cumsum(k) - k, k)
+    code = (rng.integers(0, codes.size, n_orders)[line_order] + within) % codes.size
+    lines = pd.DataFrame({"order": line_order, "code": codes[code], "price": prices[code],
+                          "quantity": rng.choice([1, 2, 3, 4, 6, 12, 24], line_order.size),
+                          "kind": "product", "shift": 0})
+    buyers = np.flatnonzero(customer > 0)
+
+    def extra(share, stock, price, kind):
+        chosen = buyers[rng.random(buyers.size) < share]
+        return pd.DataFrame({"order": chosen, "code": stock, "price": price,
+                             "quantity": rng.integers(1, 4, chosen.size), "kind": kind, "shift": 0})
+
+    # cancellations: one line of an order, part or all of its quantity, 0-30 days later
+    cancelled = buyers[rng.random(buyers.size) < cancel_share]
+    products = lines[lines["order"].isin(cancelled)].groupby("order").head(1)
+    cancels = products.assign(quantity=-rng.integers(1, products["quantity"].to_numpy() + 1),
+                              kind="return", shift=rng.integers(0, 31, len(products)))
+    copies = lines[(rng.random(len(lines)) < duplicate_share)
+                   & (customer[lines["order"]] > 0)].assign(kind="copy")
+    lines = pd.concat([lines, extra(postage_share, "POST", 18.0, "fee"),
+                       extra(fee_share, "BANK CHARGES", 15.0, "fee"), cancels, copies],
+                      ignore_index=True)
+    lines = lines.sort_values(["order", "shift"], kind="stable").reset_index(drop=True)
+
+    when = day[lines["order"]] + lines["shift"].to_numpy().astype("timedelta64[D]")
+    number = invoice[lines["order"]].astype(str)
+    who = customer[lines["order"]]
+    n_orphans = max(1, n_customers // 200)  # returns of orders outside the file
+    orphan_ids = 12345 + n_customers + 1 + np.arange(n_orphans)
+    export = pd.DataFrame({
+        "InvoiceNo": np.where(lines["kind"] == "return", np.char.add("C", number), number),
+        "StockCode": lines["code"].to_numpy(),
+        "Description": np.where(lines["code"] == "POST", "POSTAGE",
+                                np.char.add("ITEM ", lines["code"].to_numpy().astype(str))),
+        "Quantity": lines["quantity"].to_numpy(),
+        "InvoiceDate": pd.DatetimeIndex(when),
+        "UnitPrice": lines["price"].to_numpy(),
+        "CustomerID": np.where(who > 0, np.char.add(who.astype(str), ".0"), ""),
+        "Country": "United Kingdom",
+    })
+    orphans = pd.DataFrame({
+        "InvoiceNo": [f"C{400000 + i}" for i in range(n_orphans)],
+        "StockCode": codes[np.arange(n_orphans) % codes.size],
+        "Description": "ITEM RETURNED", "Quantity": -rng.integers(1, 6, n_orphans),
+        "InvoiceDate": pd.DatetimeIndex(day[rng.integers(0, n_orders, n_orphans)]),
+        "UnitPrice": prices[np.arange(n_orphans) % codes.size],
+        "CustomerID": [f"{i}.0" for i in orphan_ids],
+        "Country": "United Kingdom"})
+    export = pd.concat([export, orphans], ignore_index=True)
+    export = export.sort_values("InvoiceDate", kind="stable").reset_index(drop=True)
+    stamp = export["InvoiceDate"]
+    export["InvoiceDate"] = (stamp.dt.month.astype(str) + "/" + stamp.dt.day.astype(str) + "/"
+                             + stamp.dt.year.astype(str) + " " + stamp.dt.hour.astype(str) + ":"
+                             + stamp.dt.strftime("%M"))
+    if not return_truth:
+        return export
+
+    kind = lines["kind"].to_numpy()
+    counted = np.isin(kind, ["product", "return"]) & (who > 0)
+    truth = pd.DataFrame({"customer_id": who[counted].astype(str), "invoice": number[counted],
+                          "purchase": kind[counted] == "product",
+                          "amount": (lines["quantity"] * lines["price"]).to_numpy()[counted]})
+    customers = pd.DataFrame({
+        "orders": truth[truth["purchase"]].groupby("customer_id")["invoice"].nunique(),
+        "revenue": truth.groupby("customer_id")["amount"].sum()}).reset_index()
+    orphan_amount = float((orphans["Quantity"] * orphans["UnitPrice"]).sum())
+    counts = {"lines": len(export), "duplicate": int((kind == "copy").sum()),
+              "excluded": int((kind == "fee").sum()),
+              "missing_customer_id": int(((who == 0) & (kind != "fee")).sum()),
+              "returns": int((kind == "return").sum()) + n_orphans,
+              "returns_netted": int((kind == "return").sum()), "unmatched_return": n_orphans,
+              "unmatched_amount": orphan_amount}
+    return export, customers, counts

@@ -23,9 +23,12 @@ from clvtier.errors import EmptyInputError, InputError, MissingColumnError
 from clvtier.settings import Settings
 
 REQUIRED = ("customer_id", "date", "amount")
-OPTIONAL = ("order_id", "quantity", "profit", "satisfaction", "unit_price", "discount")
+OPTIONAL = ("order_id", "quantity", "profit", "satisfaction", "unit_price", "discount",
+            "original_order_id")
 #: Line-item columns: with no amount, amount = quantity x unit_price - discount.
 LINE_ITEM = ("unit_price", "discount")
+#: Optional columns read as text (identifiers), never as numbers or features.
+ORDER_COLUMNS = ("order_id", "original_order_id")
 _SNIFF_BYTES = 1 << 20
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
@@ -41,8 +44,9 @@ class ColumnMap:
     mapping : dict
         ``{clvtier_name: source_name}``. Keys ``customer_id``, ``date``, ``amount`` are required
         (each defaults to a source column of the same name); ``order_id``, ``quantity``,
-        ``profit``, ``satisfaction`` are optional and used when mapped or present under their own
-        name. Any other key names a numeric covariate, e.g. ``{"credit": "信用评级"}``.
+        ``profit``, ``satisfaction``, ``unit_price``, ``discount`` and ``original_order_id`` (the
+        order a return line takes back) are optional and used when mapped or present under their
+        own name. Any other key names a numeric covariate, e.g. ``{"credit": "信用评级"}``.
     """
 
     mapping: dict[str, str] = field(default_factory=dict)
@@ -95,7 +99,7 @@ class ColumnMap:
         return resolved
 
 
-RETURNS_POLICIES = ("net", "keep", "quarantine")
+RETURNS_POLICIES = ("net", "net-earlier", "keep", "quarantine")
 
 
 class LoadSpec(Settings):
@@ -122,10 +126,20 @@ class LoadSpec(Settings):
         strftime format for dates (e.g. ``"%d/%m/%Y"``, ``"%Y%m%d"``), or ``"excel"`` for Excel
         serial numbers outside a workbook. ``None`` accepts ISO dates and times, and serial
         numbers only in the cells of an .xlsx file (a bare ``1997`` is not a date).
-    returns : {"net", "keep", "quarantine"}, default="net"
+    returns : {"net", "net-earlier", "keep", "quarantine"}, default="net"
         Negative amounts are returns. ``"net"`` subtracts them from the same customer's
         purchases that day (a return on a day without purchases, or exceeding them, is
-        quarantined); ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
+        quarantined). ``"net-earlier"`` subtracts each return from the order it takes back (see
+        ``return_prefix`` and the ``original_order_id`` column), then from the customer's
+        purchases of the ``return_window`` days up to the return, most recent first; a return
+        takes effect on its own date (features as of an earlier date do not see it), and what
+        cannot be matched is quarantined as ``unmatched_return`` with the amount left over.
+        ``"keep"`` keeps them as they are; ``"quarantine"`` quarantines them.
+    return_window : int, default=90
+        Days before a return (``"net-earlier"``) in which it looks for purchases to reduce.
+    return_prefix : str, optional
+        With ``order_id`` mapped: a return whose order id is this prefix plus another order's
+        id (``C536379`` with ``"C"``) takes back that order first (``"net-earlier"``).
     drop_duplicates : bool, default=False
         Exact duplicate rows (equal in every column of the source, mapped or not) are always
         counted; with True every copy after the first is quarantined as ``duplicate``.
@@ -149,6 +163,8 @@ class LoadSpec(Settings):
     sheet: str | int | None = None
     date_format: str | None = None
     returns: Literal[RETURNS_POLICIES] = "net"
+    return_window: int = Field(90, ge=0, le=36_500)
+    return_prefix: str | None = Field(None, min_length=1)
     drop_duplicates: bool = False
     max_amount: float | None = Field(None, gt=0, allow_inf_nan=False)
     exclude: dict[str, list[str]] = Field(default_factory=dict)

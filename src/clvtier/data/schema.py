@@ -18,7 +18,9 @@ import pandas as pd
 
 from clvtier.data.io import (
     LINE_ITEM,
+    ORDER_COLUMNS,
     RETURNS_POLICIES,
+    SUM_DECIMALS,
     LoadSpec,
     RawTable,
     exact_sum,
@@ -40,7 +42,9 @@ REASONS: dict[str, str] = {
     "bad_amount": "amount is empty, not a number, NaN or infinite",
     "amount_out_of_range": "absolute amount is above max_amount, or above 1e15 in any case",
     "negative_amount": "a return, and the returns policy is 'quarantine'",
-    "unmatched_return": "a return with no purchase by the customer that day (policy 'net')",
+    "unmatched_return": "a return with no purchase to take back: none that day (policy 'net'), or "
+                        "not enough in the return_window days before it ('net-earlier', which "
+                        "nets what it can and reports the amount left over)",
     "return_exceeds_purchases": "the day's returns exceed its purchases (policy 'net')",
     "duplicate": "exact copy of an earlier row (drop_duplicates=True)",
     "bad_<column>": "an optional numeric column holds text that is not a number",
@@ -68,6 +72,11 @@ class Accounting:
     returns_netted: int = 0
     ids_normalized: int = 0
     amount_derived: str | None = None
+    #: Sums of valid amounts (finite, within the amount limit) by where they went: ``read`` =
+    #: ``used`` (purchases on or before as_of) + ``netted`` (returns subtracted from purchases
+    #: by as_of) + ``after_as_of`` + ``quarantined`` (for a return netted in part, the amount
+    #: left over).
+    amounts: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> int:
@@ -83,6 +92,7 @@ class Accounting:
         out.update({f"quarantined_{k}": v for k, v in sorted(self.quarantined.items())})
         out["duplicates_found"] = self.duplicates_found
         out["returns_netted"] = self.returns_netted
+        out.update({f"amount_{k}": v for k, v in self.amounts.items()})
         return out
 
     def format(self) -> str:
@@ -102,7 +112,10 @@ class Accounting:
             lines.append(f"ids like 17850.0    {self.ids_normalized:>12,}   (read as 17850; "
                          "normalize_ids=False keeps them as written)")
         if self.returns_netted:
-            lines.append(f"returns netted      {self.returns_netted:>12,}")
+            lines.append(f"returns netted      {self.returns_netted:>12,}   (rows; "
+                         f"{-self.amounts.get('netted', 0.0):,.2f} of revenue taken back by as_of)")
+        if self.amounts.get("quarantined"):
+            lines.append(f"amount quarantined  {self.amounts['quarantined']:>15,.2f}")
         return "\n".join(lines)
 
 
@@ -132,7 +145,8 @@ class Transactions:
     def optional_columns(self) -> tuple[str, ...]:
         """Mapped columns beyond the required ones that become features (line-item prices only
         make the amount)."""
-        return tuple(c for c in self.columns if c not in ("customer_id", "date", "amount", *LINE_ITEM))
+        return tuple(c for c in self.columns
+                     if c not in ("customer_id", "date", "amount", "original_order_id", *LINE_ITEM))
 
     def accounting(self, as_of=None) -> Accounting:
         """Row accounting for an analysis as of ``as_of`` (default: the last valid date)."""
@@ -149,7 +163,33 @@ class Transactions:
                           rows_after_as_of=after, quarantined=counts,
                           duplicates_found=self.duplicates_found,
                           returns_netted=self.returns_netted, ids_normalized=self.ids_normalized,
-                          amount_derived=self.amount_derived)
+                          amount_derived=self.amount_derived, amounts=self._amounts(as_of))
+
+    def _amounts(self, as_of: dt.date) -> dict[str, float]:
+        """Valid amounts by destination (see :attr:`Accounting.amounts`), summed exactly. A row's
+        netted part is its whole amount for a used return, the matched part for a return
+        quarantined as unmatched (policy 'net-earlier'), else 0; the rest of it is used,
+        after as_of or quarantined like the row."""
+        day = f"DATE {sql_literal(as_of)}"
+        dec = f"DECIMAL(38, {SUM_DECIMALS})"
+        part = (f"CASE WHEN tx.status = 'ok' AND tx.amount < 0 THEN CAST(tx.amount AS {dec}) "
+                f"ELSE CAST(coalesce(n.netted, 0) AS {dec}) END")
+        rest = f"CAST(tx.amount AS {dec}) - {part}"
+        cols = {"read": (f"CAST(tx.amount AS {dec})", "TRUE"),
+                "used": (rest, f"tx.status = 'ok' AND tx.date <= {day}"),
+                "netted": (part, f"tx.date <= {day}"),
+                "after_as_of": (f"CASE WHEN tx.status = 'ok' THEN CAST(tx.amount AS {dec}) ELSE {part} END",
+                                f"tx.date > {day}"),
+                "quarantined": (rest, "tx.status <> 'ok'")}
+        sums = ", ".join(f"CAST(coalesce(sum({expr}) FILTER (WHERE {where}), 0) AS DOUBLE)"
+                         for expr, where in cols.values())
+        row = self.con.execute(f"""
+            SELECT {sums} FROM tx
+            LEFT JOIN (SELECT source_line, sum(amount) AS netted FROM netting GROUP BY source_line) n
+                USING (source_line)
+            WHERE tx.amount IS NOT NULL AND isfinite(tx.amount) AND abs(tx.amount) <= {AMOUNT_LIMIT!r}
+            """).fetchall()[0]
+        return dict(zip(cols, map(float, row), strict=True))
 
     def stale_as_of(self, as_of, days: int = 365) -> str | None:
         """A warning when ``as_of`` lies more than ``days`` after the last transaction: every
@@ -208,7 +248,11 @@ class Transactions:
         originals = ", ".join(
             f"coalesce(raw_{c}, CAST({sql_ident(c)} AS VARCHAR)) AS {sql_ident(c)}"
             for c in self.columns)
-        frame = self.con.sql(f"SELECT source_line, status AS reason, {originals}, "
+        left = ""
+        if self.returns == "net-earlier":  # what an unmatched return could not take back
+            left = (", CASE WHEN status = 'unmatched_return' THEN amount - coalesce((SELECT sum(n.amount) "
+                    "FROM netting n WHERE n.source_line = tx.source_line), 0) END AS amount_left")
+        frame = self.con.sql(f"SELECT source_line, status AS reason, {originals}{left}, "
                              "NULL::VARCHAR AS raw_line FROM tx WHERE status <> 'ok'").df()
         if len(self.malformed):
             bad = pd.DataFrame({"source_line": self.malformed["line"],
@@ -270,7 +314,8 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     derived = "amount" not in names  # line items: quantity x unit_price - discount
     if derived:
         names.insert(2, "amount")
-    numeric = [c for c in names if c not in ("customer_id", "date", "amount", "order_id")]
+    numeric = [c for c in names if c not in ("customer_id", "date", "amount", *ORDER_COLUMNS)]
+    _check_return_options(raw.source, options, names)
 
     parsed = {
         "customer_id": _customer_id_expr(types["customer_id"]),  # replaced below when normalised
@@ -281,8 +326,9 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     ids_normalized = _integral_text_ids(con, types["customer_id"]) if options.normalize_ids else 0
     if ids_normalized:
         parsed["customer_id"] = f"regexp_replace({parsed['customer_id']}, '\\.0+$', '')"
-    if "order_id" in names:
-        parsed["order_id"] = "nullif(trim(CAST(order_id AS VARCHAR)), '')"
+    for c in ORDER_COLUMNS:
+        if c in names:
+            parsed[c] = f"nullif(trim(CAST({c} AS VARCHAR)), '')"
     for c in numeric:
         parsed[c] = _number_expr(c, types[c], raw.decimal)
 
@@ -340,15 +386,24 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
                     FROM tx WHERE status = 'ok') WHERE copy > 1)""")
         duplicates = con.execute("SELECT count(*) FROM tx WHERE status = 'duplicate'").fetchall()[0][0]
 
-    netted = _net_returns(con) if returns == "net" else 0
-    _build_days(con, names)
+    con.execute("CREATE OR REPLACE TEMP TABLE netting AS SELECT source_line, customer_id, date, "
+                "date AS returned, amount FROM tx WHERE false")
+    if returns == "net":
+        netted = _net_returns(con)
+    elif returns == "net-earlier":
+        netted = _net_earlier(con, options.return_window, options.return_prefix, names)
+    else:
+        netted = 0
+    _build_days(con, names, purchases_only=returns == "net-earlier")
     if not drop_duplicates:
         # Exact copies share a customer and a day, so only days with several rows can hold
-        # them: the exact check runs on those rows alone.
+        # them: the exact check runs on those rows alone (and on returns, which 'net-earlier'
+        # keeps out of the day table).
         duplicates = con.execute(f"""
             SELECT coalesce(sum(n - 1), 0) FROM (
                 SELECT count(*) AS n FROM tx
-                SEMI JOIN (SELECT customer_id, date FROM day WHERE n_rows > 1) AS m
+                SEMI JOIN (SELECT customer_id, date FROM day WHERE n_rows > 1
+                           UNION SELECT customer_id, date FROM tx WHERE status = 'ok' AND amount < 0) AS m
                     USING (customer_id, date)
                 WHERE status = 'ok' GROUP BY {key} HAVING count(*) > 1)""").fetchall()[0][0]
 
@@ -371,20 +426,22 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
                         amount_derived=_line_amount_text(types) if derived else None)
 
 
-def _build_days(con, names: list[str]) -> None:
+def _build_days(con, names: list[str], *, purchases_only: bool = False) -> None:
     """Customer-day table ``day`` of the valid rows, which every feature query starts from:
     net spend, purchases (distinct orders when ``order_id`` is mapped, else rows with a
-    non-negative amount), rows, and the sum and count of each optional numeric column."""
+    non-negative amount), rows, and the sum and count of each optional numeric column.
+    ``purchases_only`` leaves returns out (policy 'net-earlier' nets them through ``netting``)."""
     purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in names
                  else "count(*) FILTER (WHERE amount >= 0)")
     extra = "".join(f", {exact_sum(sql_ident(c))} AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
                     f"{sql_ident('n_' + c)}"
-                    for c in names if c not in ("customer_id", "date", "amount", "order_id", *LINE_ITEM))
+                    for c in names if c not in ("customer_id", "date", "amount", *ORDER_COLUMNS, *LINE_ITEM))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day AS
         SELECT customer_id, date, {exact_sum('amount')} AS amount, {purchases} AS purchases,
                count(*) AS n_rows{extra}
-        FROM tx WHERE status = 'ok' GROUP BY customer_id, date""")
+        FROM tx WHERE status = 'ok'{' AND amount >= 0' if purchases_only else ''}
+        GROUP BY customer_id, date""")
 
 
 def _net_returns(con) -> int:
@@ -402,6 +459,75 @@ def _net_returns(con) -> int:
         WHERE tx.customer_id = d.customer_id AND tx.date = d.date
           AND tx.status = 'ok' AND tx.amount < 0""")
     return con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
+
+
+def _check_return_options(source: str, options: LoadSpec, names: list[str]) -> None:
+    linked = options.return_prefix is not None or "original_order_id" in names
+    if linked and options.returns != "net-earlier":
+        raise InputError("returns", "return_prefix and original_order_id link returns to orders only "
+                                    f"with returns='net-earlier'; got {options.returns!r}")
+    if options.return_prefix is not None and "order_id" not in names:
+        raise InputError(source, f"return_prefix {options.return_prefix!r} reads return order ids, "
+                                 "but no order_id column is mapped (order_id=<column>)")
+
+
+def _net_earlier(con, window: int, prefix: str | None, names: list[str]) -> int:
+    """Policy 'net-earlier': net each valid return against what it takes back, filling the
+    ``netting`` table (return line, customer, purchase day, return day, amount < 0); a return
+    not matched in full becomes ``unmatched_return`` (its matched part stays in ``netting``).
+    Returns the number of returns netted in full.
+
+    A customer's returns are taken in date (then line) order. Each first reduces the order it
+    names (by ``original_order_id``, or its own order id less ``prefix``) on or before its date,
+    then the customer's other purchases from ``window`` days before it up to its date, most
+    recent first (a day's orders from the last line back). Amounts are matched in millionths,
+    exactly. Only customers with returns are read into Python."""
+    orders = "order_id" in names
+    if prefix is not None:
+        ref = (f"CASE WHEN starts_with(order_id, {sql_literal(prefix)}) THEN "
+               f"substr(order_id, {len(prefix) + 1}) END")
+    else:
+        ref = "original_order_id" if "original_order_id" in names else "NULL"
+    micro = f"CAST(CAST(amount AS DECIMAL(38, {SUM_DECIMALS})) * 1000000 AS HUGEINT)"
+    returns = con.execute(f"""
+        SELECT source_line, customer_id, date, -{micro}, {ref} FROM tx
+        WHERE status = 'ok' AND amount < 0 ORDER BY customer_id, date, source_line""").fetchall()
+    if not returns:
+        return 0
+    order = "order_id" if orders else "NULL"
+    units = con.execute(f"""
+        SELECT customer_id, date, {order} AS o, sum({micro}), max(source_line) AS last FROM tx
+        SEMI JOIN (SELECT customer_id FROM tx WHERE status = 'ok' AND amount < 0) USING (customer_id)
+        WHERE status = 'ok' AND amount >= 0
+        GROUP BY customer_id, date, o ORDER BY customer_id, date DESC, last DESC""").fetchall()
+    by_customer: dict = {}
+    for customer, day, order_id, amount, _ in units:
+        by_customer.setdefault(customer, []).append([day, order_id, amount])
+    netting, unmatched = [], []
+    span = dt.timedelta(days=window)
+    for line, customer, day, left, reference in returns:
+        candidates = [u for u in by_customer.get(customer, ()) if u[0] <= day and u[2] > 0]
+        named = [u for u in candidates if reference is not None and u[1] == reference]
+        others = [u for u in candidates if u[0] >= day - span and not (named and u[1] == reference)]
+        for unit in named + others:
+            if left == 0:
+                break
+            take = min(left, unit[2])
+            unit[2] -= take
+            left -= take
+            netting.append((line, customer, unit[0], day, -take / 1e6))
+        if left:
+            unmatched.append(line)
+    frame = pd.DataFrame(netting, columns=["source_line", "customer_id", "date", "returned", "amount"])
+    con.register("_netting", frame)
+    con.execute("INSERT INTO netting SELECT * FROM _netting")
+    con.unregister("_netting")
+    if unmatched:
+        con.register("_unmatched", pd.DataFrame({"source_line": unmatched}))
+        con.execute("UPDATE tx SET status = 'unmatched_return' WHERE source_line IN "
+                    "(SELECT source_line FROM _unmatched)")
+        con.unregister("_unmatched")
+    return len(returns) - len(unmatched)
 
 
 def _line_amount_text(types: dict) -> str:

@@ -41,12 +41,20 @@ def _as_transactions(data) -> Transactions:
     return load_transactions(data)
 
 
-def _days(as_of: dt.date, start: dt.date | None = None) -> str:
-    """Customer-day rows (table ``day``, built by :func:`load_transactions`) in a window."""
-    sql = f"SELECT * FROM day WHERE date <= DATE {sql_literal(as_of)}"
-    if start is not None:
-        sql += f" AND date > DATE {sql_literal(start)}"
-    return sql
+def _days(tx: Transactions, as_of: dt.date, start: dt.date | None = None) -> str:
+    """Customer-day rows (table ``day``, built by :func:`load_transactions`) in a window, as known
+    on ``as_of``: under the returns policy 'net-earlier' a day's spend is reduced by the returns
+    dated on or before ``as_of`` that took back its purchases (table ``netting``)."""
+    end = f"DATE {sql_literal(as_of)}"
+    where = f"date <= {end}" + (f" AND date > DATE {sql_literal(start)}" if start is not None else "")
+    if tx.returns != "net-earlier":
+        return f"SELECT * FROM day WHERE {where}"
+    return f"""
+        SELECT d.* REPLACE (CAST(d.amount + coalesce(n.amount, 0) AS DOUBLE) AS amount)
+        FROM (SELECT * FROM day WHERE {where}) d
+        LEFT JOIN (SELECT customer_id, date, sum(CAST(amount AS DECIMAL(38, 6))) AS amount
+                   FROM netting WHERE returned <= {end} AND {where} GROUP BY customer_id, date) n
+            USING (customer_id, date)"""
 
 
 def _btyd_columns(as_of: dt.date, unit: int) -> str:
@@ -79,7 +87,7 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     as_of = tx.resolve_as_of(as_of)
     unit = unit_days(time_unit)
     sql = f"""
-        WITH daily AS ({_days(as_of)})
+        WITH daily AS ({_days(tx, as_of)})
         SELECT customer_id, {_btyd_columns(as_of, unit)}
         FROM daily GROUP BY customer_id ORDER BY customer_id"""
     return _finish(tx.con.sql(sql).df(), as_of, time_unit)
@@ -129,7 +137,7 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
     if "profit" in tx.columns:
         extras.append(f"{exact_sum('sum_profit')} / nullif({exact_sum('amount')}, 0) AS margin")
     sql = f"""
-        WITH daily AS ({_days(as_of)}),
+        WITH daily AS ({_days(tx, as_of)}),
         gaps AS (
             SELECT *, date - lag(date) OVER (PARTITION BY customer_id ORDER BY date) AS gap
             FROM daily)
@@ -190,7 +198,7 @@ def calibration_holdout(data, *, calibration_end, observation_end,
                CAST(sum(purchases) AS BIGINT) AS holdout_purchases,
                {exact_sum("amount")} AS holdout_spend,
                {exact_sum("amount")} / sum(n_rows) AS holdout_monetary_value
-        FROM ({_days(obs, start=cal)}) GROUP BY customer_id""").df()
+        FROM ({_days(tx, obs, start=cal)}) GROUP BY customer_id""").df()
     out = features.merge(holdout, on="customer_id", how="left", validate="one_to_one")
     out["holdout_frequency"] = out["holdout_frequency"].fillna(0).astype("int64")
     out["holdout_purchases"] = out["holdout_purchases"].fillna(0).astype("int64")
@@ -217,10 +225,10 @@ def repeat_purchases_by_period(data, *, calibration_end, observation_end,
     obs = to_date(observation_end, what="observation_end")
     unit = unit_days(time_unit)
     counts = tx.con.sql(f"""
-        WITH known AS (SELECT customer_id FROM ({_days(cal)}) GROUP BY customer_id)
+        WITH known AS (SELECT customer_id FROM ({_days(tx, cal)}) GROUP BY customer_id)
         SELECT CAST(ceil((d.date - DATE {sql_literal(cal)}) / {unit}.0) AS BIGINT) AS period,
                count(*) AS repeat_purchases
-        FROM ({_days(obs, start=cal)}) d SEMI JOIN known USING (customer_id)
+        FROM ({_days(tx, obs, start=cal)}) d SEMI JOIN known USING (customer_id)
         GROUP BY period ORDER BY period""").df()
     periods = pd.DataFrame({"period": np.arange(1, int(np.ceil((obs - cal).days / unit)) + 1)})
     out = periods.merge(counts, on="period", how="left")
