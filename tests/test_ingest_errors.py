@@ -86,7 +86,8 @@ def test_bad_column_mapping(text, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"returns": "ignore"}, r"returns: valid options are 'net', 'net-earlier', 'keep' or 'quarantine'; got 'ignore'"),
+    ({"returns": "ignore"},
+     r"returns: valid options are 'net', 'net-earlier', 'keep' or 'quarantine'; got 'ignore'"),
     ({"columns": {"2x": "amount"}}, r"covariate name '2x' must be a plain identifier"),
 ])
 def test_bad_options(tmp_path, kwargs, message):

@@ -53,17 +53,28 @@ def test_rfm_scores_hand_worked():
     assert s.loc[9, "rfm_cell"] == "555" and s.loc[0, "rfm_score"] == 3
 
 
-def test_rfm_ties_break_by_value_then_id_whatever_the_row_order():
-    # eight one-time buyers and two repeat buyers: F must not collapse into one score
+def test_rfm_equal_values_share_a_score_by_default():
+    # eight one-time buyers and two repeat buyers: the one-time buyers are all F = 1
     f = feats(r=[5] * 10, f=[1] * 8 + [3, 4], m=[10, 80, 10, 30, 10, 50, 20, 10, 5, 5])
     s = rfm_scores(f).set_index("customer_id")
+    assert s["f_score"].tolist() == [1] * 8 + [5, 5]  # positions 1 (min of 1-8), 9 and 10 of 10
+    assert (s["r_score"] == 1).all()  # everybody bought 5 days ago: one shared (lowest) score
+    assert s["m_score"].tolist() == [2, 5, 2, 4, 2, 5, 4, 2, 1, 1]  # 5,5 -> 1; 10 x4 -> pos 3 -> 2
+    shuffled = rfm_scores(f.sample(frac=1, random_state=3)).set_index("customer_id").loc[s.index]
+    pd.testing.assert_frame_equal(shuffled, s)
+
+
+def test_rfm_spread_ties_break_by_value_then_id_whatever_the_row_order():
+    # eight one-time buyers and two repeat buyers: spread, F does not collapse into one score
+    f = feats(r=[5] * 10, f=[1] * 8 + [3, 4], m=[10, 80, 10, 30, 10, 50, 20, 10, 5, 5])
+    s = rfm_scores(f, ties="spread").set_index("customer_id")
     assert s["f_score"].value_counts().sort_index().tolist() == [2, 2, 2, 2, 2]
     assert s.loc[[9, 10], "f_score"].tolist() == [5, 5]
     assert s.loc[2, "f_score"] == 4 and s.loc[6, "f_score"] == 4  # the biggest one-time spenders
     # customers 1, 3, 5, 8 tie on F=1 and m=10: the smaller id scores higher
     assert s.loc[[1, 3, 5, 8], "f_score"].tolist() == [2, 2, 1, 1]
-    shuffled = rfm_scores(f.sample(frac=1, random_state=3)).set_index("customer_id").loc[s.index]
-    pd.testing.assert_frame_equal(shuffled, s)
+    shuffled = rfm_scores(f.sample(frac=1, random_state=3), ties="spread")
+    pd.testing.assert_frame_equal(shuffled.set_index("customer_id").loc[s.index], s)
 
 
 @pytest.mark.parametrize("bins, cell", [(3, "333"), (5, "555"), (10, "10-10-10")])
@@ -73,8 +84,9 @@ def test_rfm_single_customer_and_bins(bins, cell):
 
 
 def test_rfm_identical_customers_are_spread_deterministically():
-    s = rfm_scores(feats([7] * 5, [2] * 5, [9] * 5))
+    s = rfm_scores(feats([7] * 5, [2] * 5, [9] * 5), ties="spread")
     assert s["r_score"].tolist() == [5, 4, 3, 2, 1]  # by customer id, documented
+    assert rfm_scores(feats([7] * 5, [2] * 5, [9] * 5))["r_score"].tolist() == [1] * 5
 
 
 @pytest.mark.parametrize(
@@ -419,3 +431,49 @@ def test_clv_cs_without_satisfaction_is_a_clear_error():
     with pytest.raises(InputError, match="clv-cs needs customer satisfaction .* map a satisfaction "
                        "column .*satisfaction=<column>"):
         clv_cs(feats([1], [1], [1], predicted_clv=[1.0]))
+
+
+def test_rfm8_auto_uses_the_score_where_the_median_is_degenerate():
+    # six of ten bought once: F's median (1) is the smallest value, so "F high > median" would
+    # mean "bought twice"; auto splits F by its score (4-5 = 3+ purchases here) instead
+    f = feats(r=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], f=[1, 1, 1, 1, 1, 1, 2, 2, 3, 5],
+              m=[10, 20, 30, 40, 50, 60, 70, 80, 90, 100])
+    seg = rfm8(f)
+    assert seg.params["split"] == {"recency_days": "median", "frequency_count": "score",
+                                   "monetary_total": "median"}
+    # F scores: 1 x6 -> 1, 2 x2 -> position 7 -> 4, 3 -> 5, 5 -> 5: "high" = 2+ purchases here
+    assert seg.table["f_high"].tolist() == [False] * 6 + [True] * 4
+    assert rfm8(f, threshold="median").table["f_high"].tolist() == [False] * 6 + [True] * 4
+    ruled = rfm8(f, rules={"frequency_count": 3, "recency_days": 2})
+    assert ruled.table["f_high"].tolist() == [False] * 8 + [True] * 2
+    assert ruled.table["r_high"].tolist() == [True, True] + [False] * 8
+    assert ruled.params["split"]["frequency_count"] == "rule"
+    with pytest.raises(InputError, match="rules apply to"):
+        rfm8(f, rules={"profit": 1})
+
+
+def test_label_check_fires_on_a_mislabelled_segment_and_not_on_a_correct_one():
+    from clvtier.segment.base import finish
+    from clvtier.segment.check import check_labels
+
+    # customers 1-5 recent, frequent, big; 6-10 lapsed one-time buyers with little spend
+    f = feats(r=[5, 6, 7, 8, 9, 300, 310, 320, 330, 340], f=[6, 5, 7, 4, 8, 1, 1, 1, 1, 1],
+              m=[500, 400, 450, 600, 700, 20, 30, 10, 25, 15])
+    right = np.array(["champions"] * 5 + ["hibernating"] * 5, dtype=object)
+    seg = finish("hand", f, right, ["champions", "hibernating"], inputs=[], value="monetary_total",
+                 lang="en", params={})
+    assert check_labels(seg, f) == []
+    wrong = finish("hand", f, right[::-1].copy(), ["champions", "hibernating"], inputs=[],
+                   value="monetary_total", lang="en", params={})
+    warnings = check_labels(wrong, f)
+    # references: median recency (9 + 300) / 2 = 154.5 days, median frequency (1 + 4) / 2 = 2.5
+    assert warnings == [
+        "segment 'Hibernating' (hand, 5 customers) claims not recent, but its median customer last "
+        "bought 7 days ago (all customers: median 154.5 days)",
+        "segment 'Hibernating' (hand, 5 customers) claims not frequent, but 0% of it bought once; "
+        "median 6 purchases (all customers: median 2.5)",
+        "segment 'Champions' (hand, 5 customers) claims recent, but its median customer last bought "
+        "320 days ago (all customers: median 154.5 days)",
+        "segment 'Champions' (hand, 5 customers) claims frequent, but 100% of it bought once; "
+        "median 1 purchases (all customers: median 2.5)",
+    ]

@@ -342,7 +342,9 @@ def segment(
     profile: Annotated[Path | None, typer.Option(help="Also write the profile table (.csv or .parquet).")]
     = None,
     bins: Annotated[int, typer.Option(help="rfm: scores per dimension.")] = 5,
-    threshold: Annotated[str, typer.Option(help="rfm8: high/low against the 'mean' or 'median'.")] = "median",
+    threshold: Annotated[str, typer.Option(
+        help="rfm8: high/low against the median, the mean, the score (RFM score 4-5), or auto: the "
+             "median unless it is degenerate (the smallest or largest value), then the score.")] = "auto",
     map: Annotated[Path | None, typer.Option("--map", help="rfm-map: YAML map on RFM scores "
                                              "(see README).")] = None,
     shares: Annotated[str | None, typer.Option(help="abc, pyramid, weighted: level shares, best first, e.g. "
@@ -417,6 +419,8 @@ def segment(
         typer.echo(result.diagnosis.format(lang))
         typer.echo("")
         typer.echo(format_profile(result.segmentation))
+        for warning in result.label_warnings:
+            typer.echo(f"label check: {warning}", err=True)
         typer.echo(f"-> {output}")
         if profile is not None:
             write_frame(result.segmentation.profile, profile)
@@ -479,6 +483,46 @@ def train_command(
     """Fit, evaluate out of time, log to MLflow and register the models of an experiment config."""
     with _clean_errors():
         typer.echo(_train(config, set_, tracking_uri, log_data).format())
+
+
+@app.command("compare")
+def compare_command(
+    config: ConfigOpt,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The HTML report; <stem>_summary.csv and <stem>_segments.csv go beside "
+                               "it.")] = Path("reports/compare.html"),
+    lang: Annotated[str, typer.Option(help="Report and labels: en or zh.")] = "en",
+    origins: Annotated[int | None, typer.Option(
+        help="Repeat at this many test cutoffs (split.step apart) and show mean and range; default: "
+             "the config's split.origins.")] = None,
+    set_: SetOpt = None,
+    tracking_uri: TrackingOpt = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log a compare run to "
+                                                                      "MLflow.")] = False,
+):
+    """Judge rule-based, learned and model-based segmentations on what happened next: holdout
+    revenue captured (with bootstrap intervals), churn per segment, agreement and stability."""
+    with _clean_errors():
+        _quiet_tracking()
+        from clvtier.config import load_config
+        from clvtier.pipelines.compare import compare
+        from clvtier.report.compare import verdict
+        from clvtier.segment.labels import check_lang
+
+        check_lang(lang)
+        overrides = list(set_ or ()) + ([f"split.origins={origins}"] if origins is not None else [])
+        cfg = load_config(config, overrides)
+        result = compare(cfg, output=output, lang=lang, tracking_uri=tracking_uri,
+                         log_to_mlflow=not no_tracking, progress=_progress())
+        for warning in result.label_warnings:
+            typer.echo(f"label check: {warning}", err=True)
+        typer.echo("")
+        for line in verdict(result, lang):
+            typer.echo(line.replace("<b>", "").replace("</b>", ""))
+        stem = output.with_suffix("")
+        typer.echo(f"report  -> {output}\nsummary -> {stem}_summary.csv\nsegments -> {stem}_segments.csv")
+        if result.run_id:
+            typer.echo(f"run {result.run_id} (compare) in experiment {cfg.experiment!r}")
 
 
 @app.command("score")

@@ -196,6 +196,29 @@ class RegistryConfig(Settings):
     max_age_days: int | None = Field(None, ge=1)
 
 
+#: Segmentations compared by default: every rule-based and learned method, with its defaults.
+COMPARE_METHODS = ("rfm8", "rfm10", "rfm", "abc4", "pyramid", "value-matrix", "weighted", "kmeans", "gmm")
+
+
+class CompareConfig(Settings):
+    """What ``clvtier compare`` judges (README, "Comparing segmentations").
+
+    ``methods`` maps each rule-based or learned method of ``clvtier segment`` to its options
+    (the fields of :class:`clvtier.pipelines.segment.SegmentOptions`, e.g. ``{threshold: median}``);
+    ``policies`` are the tier policies applied to the tiering model's evaluation fits, and
+    ``clv_deciles`` adds the model's predicted CLV cut in ten equal groups. ``share`` is the
+    equal size of top groups, ``reference`` the segmentation differences are measured against,
+    ``draws`` the paired bootstrap draws (0: no intervals).
+    """
+
+    methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {m: {} for m in COMPARE_METHODS})
+    policies: list[str] = Field(default_factory=lambda: ["corporate4", "abc4_clv"])
+    clv_deciles: bool = True
+    share: float = Field(0.2, gt=0, lt=1)
+    reference: str = "abc4"
+    draws: int = Field(1000, ge=0, le=100_000)
+
+
 class ExperimentConfig(Settings):
     """One experiment: data, split, models, tiering model, registry, seed."""
 
@@ -206,6 +229,7 @@ class ExperimentConfig(Settings):
     models: ModelsConfig
     tiering: TieringConfig = TieringConfig()
     registry: RegistryConfig = RegistryConfig()
+    compare: CompareConfig = CompareConfig()
     #: Refit the tiering model on the latest data after the out-of-time evaluation (what is
     #: registered and scores customers); false keeps the evaluation-time fit (for studies).
     refit: bool = True
@@ -297,6 +321,7 @@ def parse_config(tree: dict[str, Any], *, source: str = "<config>") -> Experimen
 
 __all__ = [
     "CLV_MODELS",
+    "CompareConfig",
     "METRIC_DIRECTIONS",
     "ExperimentConfig",
     "apply_override",

@@ -29,6 +29,7 @@ from clvtier.segment import (
     weighted_score,
 )
 from clvtier.segment.base import value_column
+from clvtier.segment.check import check_labels
 from clvtier.segment.value import require_satisfaction
 
 METHODS = (
@@ -61,7 +62,7 @@ class SegmentOptions:
     """Method options; each method reads the ones it understands (see ``clvtier segment --help``)."""
 
     bins: int = 5
-    threshold: str = "median"
+    threshold: str = "auto"
     map_path: str | None = None
     shares: list[float] | None = None
     by: str = "count"
@@ -89,6 +90,8 @@ class SegmentResult:
     diagnosis: Diagnosis
     accounting: Accounting
     features: pd.DataFrame
+    #: Segments whose customers contradict their label (:func:`clvtier.segment.check.check_labels`)
+    label_warnings: list[str] = field(default_factory=list)
 
 
 def predicted_clv(tx: Transactions, as_of, *, horizon_weeks: float, discount_rate: float = 0.0) -> pd.Series:
@@ -174,7 +177,7 @@ def run_segment(
         features["predicted_clv"] = clv.reindex(features["customer_id"].to_numpy()).to_numpy()
     seg = segment_features(features, method, o, lang=lang)
     seg.table.insert(1, "as_of", as_of.isoformat())
-    return SegmentResult(seg, diagnose(features), tx.accounting(as_of), features)
+    return SegmentResult(seg, diagnose(features), tx.accounting(as_of), features, check_labels(seg, features))
 
 
 def format_profile(seg: Segmentation) -> str:

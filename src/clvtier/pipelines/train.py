@@ -251,7 +251,8 @@ def protocol_digest(fingerprint_: str, proto: dict) -> str:
 def config_digest(config: ExperimentConfig) -> str:
     """What a retrain must share with the champion: every setting but the data's location (a
     monthly retrain reads a newer file) and where the model is exported."""
-    settings = {k: v for k, v in config.flat().items() if k not in ("data.path", "registry.export_dir")}
+    settings = {k: v for k, v in config.flat().items()
+                if k not in ("data.path", "registry.export_dir") and not k.startswith("compare.")}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

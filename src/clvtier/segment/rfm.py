@@ -21,16 +21,27 @@ from clvtier.segment.labels import LABELS, check_lang
 R, F, M = RFM_COLUMNS
 
 
-def rfm_scores(features: pd.DataFrame, *, bins: int = 5) -> pd.DataFrame:
-    """Score R, F and M from 1 to ``bins`` in equal-sized groups of customers (quintiles).
+#: How customers with equal values are scored: ``share`` a score, or ``spread`` over the scores
+#: by the tie-breaks (equal-sized groups).
+TIES = ("share", "spread")
 
-    R = ``bins`` for the most recent customers, F and M = ``bins`` for the most frequent and
-    the highest spenders. Customers are ordered by the dimension's value; ties are broken by
-    monetary_total (the higher spender scores higher; for M, by frequency_count), then by
-    customer id (the smaller id scores higher). Every score therefore holds the same number of
-    customers (within one), whatever the row order, even when most customers bought once: one-
-    time buyers spread over the low F scores, the bigger spenders among them scoring higher.
-    The score is ``ceil(rank * bins / n)`` with rank 1..n, so one customer alone scores ``bins``.
+
+def rfm_scores(features: pd.DataFrame, *, bins: int = 5, ties: str = "share") -> pd.DataFrame:
+    """Score R, F and M from 1 to ``bins`` (quintiles by default).
+
+    R = ``bins`` for the most recent customers, F and M = ``bins`` for the most frequent and the
+    highest spenders. A customer's position is its rank 1..n (n = best) and the score is
+    ``ceil(position * bins / n)``, so one customer alone scores ``bins``.
+
+    ``ties="share"`` (default): customers with equal values share a score, the one of the lowest
+    position of their group (``rank(method="min")``). When 55% of customers bought once they all
+    score F = 1, and the next F score is the one the two-time buyers reach (3 then): a score
+    describes the customers in it, and some scores may be empty.
+    ``ties="spread"``: equal-sized groups; ties are broken by monetary_total (the higher spender
+    scores higher; for M, by frequency_count), then by customer id (the smaller id higher), so
+    one-time buyers spread over the low F scores.
+
+    Either way the scores never depend on the row order.
 
     Returns
     -------
@@ -40,12 +51,18 @@ def rfm_scores(features: pd.DataFrame, *, bins: int = 5) -> pd.DataFrame:
     """
     if not isinstance(bins, int | np.integer) or bins < 2:
         raise InputError("bins", f"must be an integer of at least 2; got {bins!r}")
+    if ties not in TIES:
+        raise InputError("ties", f"valid options are 'share', 'spread'; got {ties!r}")
     require(features, RFM_COLUMNS, "RFM scores")
     r, f, m = (numeric(features, c, "RFM scores") for c in RFM_COLUMNS)
     n = len(features)
     out = features[["customer_id", *RFM_COLUMNS]].reset_index(drop=True)
     for name, keys in (("r_score", [-r, m]), ("f_score", [f, m]), ("m_score", [m, f])):
-        out[name] = np.ceil(positions(features, keys) * bins / n).astype(np.int64)
+        if ties == "share":
+            position = pd.Series(keys[0]).rank(method="min").to_numpy()
+        else:
+            position = positions(features, keys)
+        out[name] = np.ceil(position * bins / n).astype(np.int64)
     sep = "" if bins <= 9 else "-"
     out["rfm_cell"] = (
         out["r_score"].astype(str) + sep + out["f_score"].astype(str) + sep + out["m_score"].astype(str)
@@ -54,11 +71,15 @@ def rfm_scores(features: pd.DataFrame, *, bins: int = 5) -> pd.DataFrame:
     return out
 
 
-def rfm_score_sql(bins: int = 5) -> str:
+def rfm_score_sql(bins: int = 5, ties: str = "share") -> str:
     """SQL select-list items giving the scores of :func:`rfm_scores` over a whole table (window
-    functions, same order and tie-breaks), for data too large for pandas: ``r_score, f_score,
+    functions, same order and tie handling), for data too large for pandas: ``r_score, f_score,
     m_score``. The table needs ``customer_id`` and the RFM columns."""
     n = "count(*) OVER ()"
+    if ties == "share":
+        orders = {"r_score": f"{R} DESC", "f_score": f"{F} ASC", "m_score": f"{M} ASC"}
+        return ", ".join(f"CAST(ceil(rank() OVER (ORDER BY {o}) * {int(bins)} / {n}) AS BIGINT) AS {name}"
+                         for name, o in orders.items())
     orders = {"r_score": f"{R} DESC, {M} ASC", "f_score": f"{F} ASC, {M} ASC",
               "m_score": f"{M} ASC, {F} ASC"}
     return ", ".join(f"CAST(ceil(row_number() OVER (ORDER BY {o}, customer_id DESC) * {int(bins)} / {n})"
@@ -101,22 +122,58 @@ RFM8 = {
 
 
 def rfm8(
-    features: pd.DataFrame, *, threshold: Literal["mean", "median"] = "median", lang: str = "en"
+    features: pd.DataFrame,
+    *,
+    threshold: Literal["auto", "mean", "median", "score"] = "auto",
+    rules: dict[str, float] | None = None,
+    lang: str = "en",
 ) -> Segmentation:
-    """The eight-segment RFM map: R, F and M each high or low against their mean or median.
+    """The eight-segment RFM map: R, F and M each high or low.
 
-    R is high when the customer bought *more recently* than the threshold (recency_days
-    strictly below it); F and M are high when strictly above it. A customer at the threshold
-    is low, so identical customers all land in the same segment.
+    Thresholds, per dimension:
+
+    - ``"median"`` / ``"mean"``: R is high when the customer bought *more recently* than it
+      (recency_days strictly below), F and M when strictly above; a customer at the threshold is
+      low, so identical customers all land in the same segment.
+    - ``"score"``: high when the dimension's RFM score (quintiles, equal values sharing a score)
+      is 4 or 5: the best two fifths, without splitting equal customers.
+    - ``"auto"`` (default): the median, except where it is degenerate (equal to the smallest or
+      largest value, as F's median of 1 is when most customers bought once: "F high" would mean
+      "bought twice"), where the score is used. ``params["split"]`` says which was used.
+    - ``rules`` overrides any dimension with a business rule: ``{"recency_days": 90}`` = R high
+      within 90 days (``<=``), ``{"frequency_count": 3, "monetary_total": 500}`` = F high from 3
+      purchases, M high from 500 (``>=``).
     """
-    if threshold not in ("mean", "median"):
-        raise InputError("threshold", f"valid options are 'mean', 'median'; got {threshold!r}")
+    if threshold not in ("auto", "mean", "median", "score"):
+        raise InputError("threshold",
+                         f"valid options are 'auto', 'mean', 'median', 'score'; got {threshold!r}")
+    rules = dict(rules or {})
+    unknown = sorted(set(rules) - set(RFM_COLUMNS))
+    if unknown:
+        raise InputError("rules", f"rules apply to {', '.join(RFM_COLUMNS)}; got {unknown[0]!r}")
     require(features, RFM_COLUMNS, "rfm8")
-    r, f, m = (numeric(features, c, "rfm8") for c in RFM_COLUMNS)
-    centre = {c: float(getattr(np, threshold)(v)) for c, v in zip(RFM_COLUMNS, (r, f, m), strict=True)}
-    high = pd.DataFrame({"r_high": r < centre[R], "f_high": f > centre[F], "m_high": m > centre[M]})
-    codes = [RFM8[key] for key in zip(high["r_high"], high["f_high"], high["m_high"], strict=True)]
-    inputs = pd.concat([features[RFM_COLUMNS].reset_index(drop=True), high], axis=1)
+    values = {c: numeric(features, c, "rfm8") for c in RFM_COLUMNS}
+    scores = rfm_scores(features)
+    high, split, centre = {}, {}, {}
+    for c, score in zip(RFM_COLUMNS, ("r_score", "f_score", "m_score"), strict=True):
+        v = values[c]
+        if c in rules:
+            rule = float(rules[c])
+            high[c], split[c], centre[c] = (v <= rule) if c == R else (v >= rule), "rule", rule
+            continue
+        how = threshold
+        if how == "auto":
+            median = float(np.median(v))
+            how = "score" if median in (float(v.min()), float(v.max())) else "median"
+        if how == "score":
+            high[c], split[c], centre[c] = scores[score].to_numpy() >= 4, "score", None
+        else:
+            centre[c] = float(getattr(np, how)(v))
+            high[c] = v < centre[c] if c == R else v > centre[c]
+            split[c] = how
+    flags = pd.DataFrame({"r_high": high[R], "f_high": high[F], "m_high": high[M]})
+    codes = [RFM8[key] for key in zip(flags["r_high"], flags["f_high"], flags["m_high"], strict=True)]
+    inputs = pd.concat([features[RFM_COLUMNS].reset_index(drop=True), flags], axis=1)
     return finish(
         "rfm8",
         features,
@@ -125,7 +182,7 @@ def rfm8(
         inputs=inputs,
         value="monetary_total",
         lang=lang,
-        params={"threshold": threshold, "centre": centre},
+        params={"threshold": threshold, "split": split, "centre": centre, "rules": rules},
     )
 
 

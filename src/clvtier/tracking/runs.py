@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from clvtier.report import plots
@@ -89,7 +90,7 @@ def log_training(run, *, uri: str, log_data: bool) -> LoggedRun:
         digest = evaluation.model_info["protocol"]["digest"]
         with mlflow.start_run(experiment_id=exp_id, run_name=f"train {config.experiment}") as active:
             mlflow.set_tags({**environment_tags(), "clvtier.command": "train", "clvtier.protocol": digest})
-            mlflow.log_params(config.flat())
+            mlflow.log_params({k: v for k, v in config.flat().items() if not k.startswith("compare.")})
             mlflow.log_params(
                 {f"protocol.{k}": v for k, v in prepared.protocol.items() if k != "origins"}
                 | {"protocol.origins": len(prepared.protocol["origins"])}
@@ -310,10 +311,45 @@ def log_scoring(result, *, uri: str, params: dict) -> str:
     return run.info.run_id
 
 
+def log_compare(result, *, uri: str) -> str:
+    """A ``compare`` run in the config's experiment: the settings, ``compare.<segmentation>.<metric>``
+    for every numeric summary column, the label warnings, the summary, bootstrap and agreement
+    tables, and the report when it was written. Aggregates only: no customer rows or ids."""
+    use_tracking_uri(uri)
+    config = result.config
+    with tracking_errors(), _quiet_mlflow():
+        exp = experiment_id(config.experiment)
+        with mlflow.start_run(experiment_id=exp, run_name="compare") as run:
+            mlflow.set_tags({**environment_tags(), "clvtier.command": "compare"})
+            params = {k: v for k, v in config.flat().items()
+                      if k.startswith(("compare.", "split.", "data.dataset", "tiering.", "seed"))}
+            params["origins"] = ", ".join(o.cutoff for o in result.origins)
+            mlflow.log_params(params)
+            metrics = {}
+            for row in result.summary.to_dict("records"):
+                name = str(row["segmentation"]).replace(":", "_")
+                for key, value in row.items():
+                    if key in ("segmentation", "kind"):
+                        continue
+                    value = float(value)
+                    if np.isfinite(value):
+                        metrics[f"compare.{name}.{key}"] = value
+            mlflow.log_metrics({**metrics, "compare.label_warnings": len(result.label_warnings)})
+            mlflow.log_text(result.summary.to_csv(index=False), "compare_summary.csv")
+            mlflow.log_text(result.bootstrap.to_csv(index=False), "compare_bootstrap.csv")
+            mlflow.log_text(result.agreement.to_csv(), "compare_agreement.csv")
+            if result.label_warnings:
+                mlflow.log_text("\n".join(result.label_warnings) + "\n", "label_warnings.txt")
+            if result.output is not None:
+                mlflow.log_artifact(str(result.output))
+    return run.info.run_id
+
+
 __all__ = [
     "SCORING_EXPERIMENT",
     "LoggedRun",
     "frame_fingerprint",
+    "log_compare",
     "log_scoring",
     "log_training",
     "numeric",
