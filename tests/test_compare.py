@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 from clvtier.cli import app
 from clvtier.config import parse_config
 from clvtier.evaluate.compare import (
-    _capture,
-    _gini,
+    _capture_gini,
     agreement,
     bootstrap_differences,
     future_top,
@@ -110,17 +109,19 @@ def test_weighted_measures_equal_an_explicit_resample():
     revenue = np.where(rng.random(n) < 0.4, 0.0, rng.gamma(1.0, 30.0, n))
     position = implied_order(rng.integers(1, 4, n), rng.random(n), np.arange(n))
     order = np.argsort(position)
-    weights = rng.integers(0, 4, n).astype(float)
-    expanded = np.repeat(np.arange(n), weights.astype(int))
+    weights = rng.integers(0, 4, n)
+    expanded = np.repeat(np.arange(n), weights)
     k = 9
     # the explicit resample: every customer as often as drawn, in the implied order
-    ranked = revenue[order][np.repeat(np.arange(n), weights[order].astype(int))]
-    assert _capture(order, weights[None, :], revenue, k)[0] == pytest.approx(ranked[:k].sum() / ranked.sum())
+    ranked = revenue[order][np.repeat(np.arange(n), weights[order])]
+    capture, gini = _capture_gini(order, weights[None, :], revenue, k)
+    assert capture[0] == pytest.approx(ranked[:k].sum() / ranked.sum())
     oracle = np.argsort(-revenue, kind="stable")
-    gini = _gini(order, weights[None, :], revenue)[0] / _gini(oracle, weights[None, :], revenue)[0]
-    assert gini == pytest.approx(normalized_gini(revenue[expanded], -position[expanded].astype(float)))
-    ones = np.ones((1, n))
-    assert _capture(order, ones, revenue, k)[0] == pytest.approx(top_capture(position, revenue, k / n))
+    best = _capture_gini(oracle, weights[None, :], revenue, k)[1]
+    assert gini[0] / best[0] == pytest.approx(
+        normalized_gini(revenue[expanded], -position[expanded].astype(float)))
+    ones = np.ones((1, n), dtype=int)
+    assert _capture_gini(order, ones, revenue, k)[0][0] == pytest.approx(top_capture(position, revenue, k / n))
 
 
 def test_bootstrap_is_paired_seeded_and_finds_a_real_difference():
@@ -255,3 +256,55 @@ def test_compare_command_zh_with_origins(tmp_path, new_store, monkeypatch):
         app, ["compare", "-c", "exp.yaml", "--set", "compare.reference=nope", "--no-tracking"]
     )
     assert bad.exit_code == 2 and "compare.reference" in bad.output and "Traceback" not in bad.output
+
+
+def _chromium() -> str:
+    """Debian's chromium, installed here when missing and the machine allows (root with apt-get)."""
+    import os
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        for args in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(args, capture_output=True, timeout=900, check=False)
+            found = shutil.which("chromium")
+            if found:
+                break
+    if found is None:
+        pytest.skip("headless Chromium is not installed: sudo apt-get install -y chromium")
+    return found
+
+
+def test_report_renders_in_chromium_without_errors(compared, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    result, folder, _ = compared
+    executable = _chromium()
+    problems = []
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+        page.goto((folder / "report.html").as_uri(), wait_until="load")
+        plots = page.locator("img.plot")
+        assert plots.count() == 6
+        for i in range(plots.count()):
+            plot = plots.nth(i)
+            plot.scroll_into_view_if_needed()
+            box = plot.bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 100, plot.get_attribute("alt")
+            assert plot.evaluate("img => img.complete && img.naturalWidth > 0")
+        page.evaluate("window.scrollTo(0, 0)")
+        answer = page.locator("#answer").inner_text()
+        assert "captures the most holdout revenue" in answer and "Most stable" in answer
+        shot = tmp_path / "compare-report.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert problems == []
+    assert shot.stat().st_size > 10_000

@@ -587,7 +587,7 @@ def demo(
     tracking_uri: TrackingOpt = None,
 ):
     """Run the main job end to end on the CDNOW data shipped with lifetimes: features, segments,
-    training with MLflow tracking."""
+    training with MLflow tracking, batch scoring, and the comparison of segmentations (HTML report)."""
     _quiet_tracking()
     with _clean_errors():
         from clvtier.config import load_config

@@ -187,19 +187,19 @@ def bootstrap_differences(
     oracle = np.argsort(-revenue, kind="stable")
     rng = np.random.default_rng(seed)
     samples = {name: {"capture": [], "gini": []} for name in positions}
-    ones = np.ones((1, n))
-    point = {
-        name: (_capture(o, ones, revenue, k)[0], _gini(o, ones, revenue)[0] / _gini(oracle, ones, revenue)[0])
-        for name, o in orders.items()
-    }
+    ones = np.ones((1, n), dtype=np.int32)
+    best = _capture_gini(oracle, ones, revenue, k)[1]
+    point = {name: _capture_gini(o, ones, revenue, k) for name, o in orders.items()}
+    point = {name: (c[0], g[0] / best[0]) for name, (c, g) in point.items()}
     for start in range(0, draws, batch):
         size = min(batch, draws - start)
         picks = rng.integers(0, n, (size, n)) + n * np.arange(size)[:, None]
-        weights = np.bincount(picks.ravel(), minlength=size * n).reshape(size, n).astype(float)
-        best = _gini(oracle, weights, revenue)
+        weights = np.bincount(picks.ravel(), minlength=size * n).reshape(size, n).astype(np.int32)
+        best = _capture_gini(oracle, weights, revenue, k)[1]
         for name, o in orders.items():
-            samples[name]["capture"].append(_capture(o, weights, revenue, k))
-            samples[name]["gini"].append(_gini(o, weights, revenue) / best)
+            capture, gini = _capture_gini(o, weights, revenue, k)
+            samples[name]["capture"].append(capture)
+            samples[name]["gini"].append(gini / best)
     rows, all_diffs = [], []
     for name in positions:
         for metric, index in (("capture", 0), ("gini", 1)):
@@ -225,28 +225,29 @@ def bootstrap_differences(
     return (table, np.array(all_diffs)) if return_draws else table
 
 
-def _capture(order: np.ndarray, weights: np.ndarray, revenue: np.ndarray, k: int) -> np.ndarray:
-    """Per row of ``weights`` (copies of each customer): share of weighted revenue in the first
-    ``k`` copies along ``order``."""
-    w = weights[:, order]
-    before = np.cumsum(w, axis=1) - w
-    taken = np.clip(k - before, 0, w)
-    a = revenue[order]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (taken @ a) / (w @ a)
+def _capture_gini(order: np.ndarray, weights: np.ndarray, revenue: np.ndarray, k: int):
+    """Per row of ``weights`` (copies of each customer, each row summing to the same n): the
+    share of weighted revenue in the first ``k`` copies along ``order``, and the Gini of revenue
+    along ``order`` over the expanded sample (each customer repeated by its weight), as
+    :func:`clvtier.evaluate.metrics.normalized_gini` computes it before normalising.
 
-
-def _gini(order: np.ndarray, weights: np.ndarray, revenue: np.ndarray) -> np.ndarray:
-    """Per row of ``weights``: the Gini of revenue along ``order`` over the expanded sample (each
-    customer repeated by its weight), as :func:`clvtier.evaluate.metrics.normalized_gini` computes
-    it before normalising."""
-    w = weights[:, order]
+    With ``cw`` the cumulative weight through a customer, copies ``j = 1..w`` of customer ``i``
+    add ``before_i + j * a_i`` to the running revenue sum, and summed over customers the
+    ``before`` terms equal ``sum_i w_i a_i (n - cw_i)``: only customers with revenue enter the
+    sums, after one cumulative sum of the weights."""
     a = revenue[order]
-    wa = w * a
-    total = wa.sum(axis=1)
-    before = np.cumsum(wa, axis=1) - wa
-    # copies j = 1..w of a customer add (before + j * a) each to the running sum
-    area = (w * before + a * w * (w + 1) / 2).sum(axis=1)
-    size = w.sum(axis=1)
+    paid = np.flatnonzero(a != 0)
+    if paid.size == 0:
+        nan = np.full(len(weights), np.nan)
+        return nan, nan
+    # cumulative weights at the customers with revenue: sums of the runs ending at each of them
+    w = weights[:, order[: paid[-1] + 1]]
+    starts = np.concatenate(([0], paid[:-1] + 1))
+    cw = np.cumsum(np.add.reduceat(w, starts, axis=1, dtype=np.int64), axis=1).astype(float)
+    w, a = w[:, paid].astype(float), a[paid]
+    size = float(weights[0].sum())
+    total = w @ a
+    taken = np.clip(k - (cw - w), 0, w)
+    area = (w * (size - cw)) @ a + (w * (w + 1) / 2) @ a
     with np.errstate(invalid="ignore", divide="ignore"):
-        return area / (total * size) - (size + 1) / (2 * size)
+        return (taken @ a) / total, area / (total * size) - (size + 1) / (2 * size)

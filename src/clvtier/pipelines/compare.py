@@ -81,6 +81,7 @@ class Built:
     table: pd.DataFrame
     within: np.ndarray
     label_warnings: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -117,21 +118,28 @@ class CompareResult:
 
 
 def segmentations(
-    features: pd.DataFrame, tiering: TieringModel, config: ExperimentConfig, lang: str = "en"
+    features: pd.DataFrame,
+    tiering: TieringModel,
+    config: ExperimentConfig,
+    lang: str = "en",
+    fixed: dict[str, dict] | None = None,
 ) -> dict[str, Built]:
     """Every configured segmentation of ``features`` (history only): rule-based and learned
-    methods, then each policy on the tiering model's predictions, then CLV deciles."""
+    methods, then each policy on the tiering model's predictions, then CLV deciles. ``fixed``
+    adds options per method (the stability check gives clusters the k chosen at the later cutoff)."""
     out: dict[str, Built] = {}
     c = config.compare
     for method, options in c.methods.items():
         try:
-            settings = SegmentOptions(**{"random_state": config.seed, **options})
+            settings = SegmentOptions(
+                **{"random_state": config.seed, **options, **(fixed or {}).get(method, {})}
+            )
         except TypeError as exc:
             raise InputError(f"compare.methods.{method}", str(exc).split("__init__() ")[-1]) from None
         seg = segment_features(features, method, settings, lang=lang)
         kind = "learned" if method in ("kmeans", "gmm") else "rule"
         out[method] = Built(
-            method, kind, seg.table, _within(method, seg, features), check_labels(seg, features)
+            method, kind, seg.table, _within(method, seg, features), check_labels(seg, features), seg.params
         )
     predictions = tiering.predict_features(features, _scores(features))
     clv = predictions["predicted_clv"].to_numpy(dtype=float)
@@ -240,7 +248,10 @@ def run_origin(
     summary, segments, positions = judge(built, test, config.compare.share)
     earlier_day = dt.date.fromisoformat(cutoff) - window_length(horizon, p_unit)
     earlier = customer_features(tx, as_of=earlier_day, time_unit=p_unit)
-    before = segmentations(earlier, tiering, config, lang)
+    same_k = {
+        name: {"n_clusters": b.params["n_clusters"]} for name, b in built.items() if b.kind == "learned"
+    }
+    before = segmentations(earlier, tiering, config, lang, fixed=same_k)
     moves, migrations = [], {}
     for name, b in built.items():
         joined = (
@@ -249,7 +260,9 @@ def run_origin(
             .merge(b.table[["customer_id", "segment_code"]], on="customer_id", suffixes=("_before", "_after"))
         )
         s = stability(joined["segment_code_before"], joined["segment_code_after"])
-        migrations[name] = s["migration"]
+        order = _by_rank(b.table)
+        earlier_order = order + [c for c in _by_rank(before[name].table) if c not in order]
+        migrations[name] = s["migration"].reindex(index=earlier_order, columns=order, fill_value=0)
         moves.append({"segmentation": name, "stability_share": s["share_kept"], "stability_ari": s["ari"]})
     summary = summary.merge(pd.DataFrame(moves), on="segmentation")
     labels = {name: b.table["segment_code"].to_numpy() for name, b in built.items()}
@@ -265,6 +278,15 @@ def run_origin(
         migrations,
     )
     return origin, warnings
+
+
+def _by_rank(table: pd.DataFrame) -> list:
+    """Segment codes, most valuable first."""
+    return (
+        table.drop_duplicates("segment_code")
+        .sort_values("segment_rank", kind="stable")["segment_code"]
+        .tolist()
+    )
 
 
 def tiering_for(config: ExperimentConfig, fits: dict, window) -> TieringModel:

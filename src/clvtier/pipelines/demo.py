@@ -1,4 +1,5 @@
-"""The demo job on CDNOW: features, segments, training with MLflow, then batch scoring into tiers."""
+"""The demo job on CDNOW: features, segments, training with MLflow, batch scoring into tiers, then the
+comparison of segmentations on what happened next."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from clvtier.data import Accounting, load_transactions, write_frame
 from clvtier.features import customer_features
+from clvtier.pipelines.compare import CompareResult, compare
 from clvtier.pipelines.score import ScoreResult, score
 from clvtier.pipelines.segment import format_profile
 from clvtier.pipelines.train import TrainResult, data_source, train
@@ -29,6 +31,7 @@ class DemoResult:
     segments: Segmentation
     segments_path: Path
     tiers: ScoreResult | None = None
+    comparison: CompareResult | None = None
 
     def format(self) -> str:
         f = self.features
@@ -53,6 +56,13 @@ class DemoResult:
         if self.tiers is not None:
             lines += ["", f"Tiers as of {CDNOW_AS_OF}, compared with {PREVIOUS_AS_OF} "
                           f"(the champion {self.tiers.model.uri})", self.tiers.format()]
+        if self.comparison is not None:
+            from clvtier.report.compare import verdict
+
+            lines += ["", "Which segmentation finds the most future value? (clvtier compare)"]
+            lines += [line.replace("<b>", "").replace("</b>", "") for line in verdict(self.comparison)]
+            lines += [f"label check: {w}" for w in self.comparison.label_warnings]
+            lines.append(f"report -> {self.comparison.output}")
         return "\n".join(lines)
 
 
@@ -60,7 +70,11 @@ def demo(config, output_dir, *, tracking_uri=None, progress=None) -> DemoResult:
     """Train ``config`` (an :class:`~clvtier.config.ExperimentConfig`, normally
     ``experiments/cdnow.yaml``), then run the rest of the demo (:func:`run_demo`)."""
     trained = train(config, tracking_uri=tracking_uri, progress=progress)
-    return run_demo(output_dir, trained)
+    result = run_demo(output_dir, trained)
+    name = config.experiment
+    result.comparison = compare(config, output=Path(output_dir) / f"{name}-compare.html",
+                                tracking_uri=trained.tracking_uri, progress=progress)
+    return result
 
 
 def run_demo(output_dir, trained: TrainResult) -> DemoResult:
