@@ -119,9 +119,12 @@ def test_weighted_measures_equal_an_explicit_resample():
     oracle = np.argsort(-revenue, kind="stable")
     best = _capture_gini(oracle, weights[None, :], revenue, k)[1]
     assert gini[0] / best[0] == pytest.approx(
-        normalized_gini(revenue[expanded], -position[expanded].astype(float)))
+        normalized_gini(revenue[expanded], -position[expanded].astype(float))
+    )
     ones = np.ones((1, n), dtype=int)
-    assert _capture_gini(order, ones, revenue, k)[0][0] == pytest.approx(top_capture(position, revenue, k / n))
+    assert _capture_gini(order, ones, revenue, k)[0][0] == pytest.approx(
+        top_capture(position, revenue, k / n)
+    )
 
 
 def test_bootstrap_is_paired_seeded_and_finds_a_real_difference():
@@ -266,8 +269,11 @@ def _chromium() -> str:
 
     found = shutil.which("chromium")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        for args in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
-                     ["apt-get", "install", "-y", "-q", "chromium"]):
+        for args in (
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "chromium"],
+        ):
             subprocess.run(args, capture_output=True, timeout=900, check=False)
             found = shutil.which("chromium")
             if found:
@@ -283,12 +289,21 @@ def test_report_renders_in_chromium_without_errors(compared, tmp_path):
     result, folder, _ = compared
     executable = _chromium()
     problems = []
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=flags)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
         page.goto((folder / "report.html").as_uri(), wait_until="load")
