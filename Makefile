@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint lock clean
+.PHONY: demo test test-all bench lint lock clean notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_score.py
 	$(PY) benchmarks/bench_refit.py
+
+# Re-run the notebooks on the full CDNOW data and save them with their outputs (about 3 minutes).
+notebooks: $(STAMP)
+	cd notebooks && for nb in *.ipynb; do \
+	  ../$(PY) -c "import sys, nbformat; from nbclient import NotebookClient; b = nbformat.read(sys.argv[1], 4); \
+	NotebookClient(b, timeout=1800, kernel_name='python3').execute(); nbformat.write(b, sys.argv[1])" $$nb || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
