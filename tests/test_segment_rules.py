@@ -477,3 +477,20 @@ def test_label_check_fires_on_a_mislabelled_segment_and_not_on_a_correct_one():
         "segment 'Champions' (hand, 5 customers) claims frequent, but 100% of it bought once; "
         "median 1 purchases (all customers: median 2.5)",
     ]
+
+
+def test_rfm8_rules_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from clvtier.cli import app
+
+    (tmp_path / "tx.csv").write_text("customer_id,date,amount\na,2024-01-01,10\na,2024-03-01,10\n"
+                                     "a,2024-03-20,10\nb,2023-06-01,100\n", encoding="utf-8")
+    args = ["segment", "-i", str(tmp_path / "tx.csv"), "--as-of", "2024-03-31", "--method", "rfm8",
+            "-o", str(tmp_path / "s.csv")]
+    ok = CliRunner().invoke(app, [*args, "--rules", "frequency_count=3,recency_days=30"])
+    assert ok.exit_code == 0, ok.output
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert table["f_high"].tolist() == [True, False] and table["r_high"].tolist() == [True, False]
+    bad = CliRunner().invoke(app, [*args, "--rules", "frequency_count=many"])
+    assert bad.exit_code == 2 and "--rules: frequency_count: expected a number" in bad.output

@@ -310,6 +310,19 @@ def _pairs(text: str, option: str, default: str | None = None) -> dict[str, str]
     return out
 
 
+def _float_pairs(text: str, option: str) -> dict[str, float]:
+    """'a=1,b=2.5' -> {'a': 1.0, 'b': 2.5}, or an InputError naming the option and the pair."""
+    from clvtier.errors import InputError
+
+    out = {}
+    for name, value in _pairs(text, option).items():
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InputError(option, f"{name}: expected a number; got {value!r}") from None
+    return out
+
+
 def _ahp_matrix(path: Path) -> list[list[float]]:
     """A pairwise matrix from YAML (a list of rows); entries may be fractions such as 1/3."""
     from fractions import Fraction
@@ -345,6 +358,9 @@ def segment(
     threshold: Annotated[str, typer.Option(
         help="rfm8: high/low against the median, the mean, the score (RFM score 4-5), or auto: the "
              "median unless it is degenerate (the smallest or largest value), then the score.")] = "auto",
+    rules: Annotated[str | None, typer.Option(
+        help="rfm8: business rules per dimension, e.g. 'recency_days=90,frequency_count=3': R high "
+             "within 90 days, F high from 3 purchases (overrides --threshold there).")] = None,
     map: Annotated[Path | None, typer.Option("--map", help="rfm-map: YAML map on RFM scores "
                                              "(see README).")] = None,
     shares: Annotated[str | None, typer.Option(help="abc, pyramid, weighted: level shares, best first, e.g. "
@@ -404,7 +420,8 @@ def segment(
         if weights not in ("equal", "entropy", "ahp"):
             weights = {c: float(w) for c, w in _pairs(weights, "--weights").items()}
         options = SegmentOptions(
-            bins=bins, threshold=threshold, map_path=map, shares=_numbers(shares, "--shares"), by=by,
+            bins=bins, threshold=threshold, map_path=map, rules=_float_pairs(rules, "--rules") if rules else None,
+            shares=_numbers(shares, "--shares"), by=by,
             value=value, frequency_cut=frequency_cut, order_value_cut=order_value_cut,
             indicators=_pairs(indicators, "--indicators", default="higher"), normalise=normalise,
             weights=weights, ahp_matrix=_ahp_matrix(ahp) if ahp else None,

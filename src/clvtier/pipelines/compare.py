@@ -30,6 +30,7 @@ from clvtier.evaluate.compare import (
     stability,
     top_capture,
     top_count,
+    top_overlap,
 )
 from clvtier.features import customer_features, window_length
 from clvtier.pipelines import train as training
@@ -107,6 +108,8 @@ class CompareResult:
     bootstrap: pd.DataFrame
     agreement: pd.DataFrame
     nmi: pd.DataFrame
+    #: Share of each segmentation's equal-size top group also in another's (latest cutoff)
+    overlap: pd.DataFrame
     label_warnings: list[str]
     output: Path | None = None
     run_id: str | None = None
@@ -388,7 +391,9 @@ def compare(
     with step(STEPS[4]):
         summary, ranges, boot = summarise(origins, config)
         ari, nmi = agreement(origins[-1].labels)
-    result = CompareResult(config, origins, summary, ranges, boot, ari, nmi, warnings)
+        k = top_count(config.compare.share, origins[-1].customers)
+        overlap = top_overlap({name: p < k for name, p in origins[-1].positions.items()})
+    result = CompareResult(config, origins, summary, ranges, boot, ari, nmi, overlap, warnings)
     if output is not None:
         with step(STEPS[5]):
             result.output = write_report(result, Path(output), lang=lang)

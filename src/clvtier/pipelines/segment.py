@@ -63,6 +63,7 @@ class SegmentOptions:
 
     bins: int = 5
     threshold: str = "auto"
+    rules: dict[str, float] | None = None
     map_path: str | None = None
     shares: list[float] | None = None
     by: str = "count"
@@ -118,7 +119,7 @@ def segment_features(
     if method == "rfm":
         return rfm_score_segments(features, bins=o.bins, lang=lang)
     if method == "rfm8":
-        return rfm8(features, threshold=o.threshold, lang=lang)
+        return rfm8(features, threshold=o.threshold, rules=o.rules, lang=lang)
     if method == "rfm10":
         return rfm_map(features, RFM10, lang=lang)
     if method == "rfm-map":
