@@ -420,8 +420,9 @@ def segment(
         if weights not in ("equal", "entropy", "ahp"):
             weights = {c: float(w) for c, w in _pairs(weights, "--weights").items()}
         options = SegmentOptions(
-            bins=bins, threshold=threshold, map_path=map, rules=_float_pairs(rules, "--rules") if rules else None,
-            shares=_numbers(shares, "--shares"), by=by,
+            bins=bins, threshold=threshold, map_path=map,
+            rules=_float_pairs(rules, "--rules") if rules else None, shares=_numbers(shares, "--shares"),
+            by=by,
             value=value, frequency_cut=frequency_cut, order_value_cut=order_value_cut,
             indicators=_pairs(indicators, "--indicators", default="higher"), normalise=normalise,
             weights=weights, ahp_matrix=_ahp_matrix(ahp) if ahp else None,
