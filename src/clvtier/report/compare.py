@@ -23,6 +23,7 @@ _COLOURS = {"rule": "#4C72B0", "learned": "#55A868", "model": "#C44E52"}
 TEXT = {
     "en": {
         "title": "Which segmentation finds the most future value?",
+        "yes": "yes", "no": "no", "units": {"weeks": "weeks", "days": "days"},
         "answer": "Answer",
         "summary": "Summary",
         "segments": "Segments",
@@ -79,6 +80,7 @@ TEXT = {
     },
     "zh": {
         "title": "哪种客户分层最能找到未来价值？",
+        "yes": "是", "no": "否", "units": {"weeks": "周", "days": "天"},
         "answer": "结论",
         "summary": "汇总",
         "segments": "分层明细",
@@ -323,14 +325,14 @@ _PERCENT = ("share", "capture", "precision", "recall", "churn_rate")
 _POINTS = ("diff_vs_reference", "diff_ci_low", "diff_ci_high")
 
 
-def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+def _shown(frame: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
     """Shares as percentages, differences in points, counts as integers, the rest to 3 places."""
     out = frame.copy()
     for c in out.columns:
         if c in _POINTS:
             out[c] = [f"{100 * v:+.1f}" if pd.notna(v) else "-" for v in out[c]]
         elif out[c].dtype == bool:
-            out[c] = out[c].map({True: "yes", False: "no"})
+            out[c] = out[c].map({True: TEXT[lang]["yes"], False: TEXT[lang]["no"]})
         elif pd.api.types.is_float_dtype(out[c]) and any(k in c for k in _PERCENT):
             out[c] = [f"{v:.1%}" if pd.notna(v) else "-" for v in out[c]]
         elif c in ("n_segments", "customers") or (
@@ -342,8 +344,8 @@ def _shown(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _table_html(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str:
-    shown = _shown(frame).rename(columns=names or {})
+def _table_html(frame: pd.DataFrame, names: dict[str, str] | None = None, lang: str = "en") -> str:
+    shown = _shown(frame, lang).rename(columns=names or {})
     return shown.to_html(index=False, border=0, classes="data", na_rep="-")
 
 
@@ -376,7 +378,7 @@ def render(result, lang: str = "en") -> str:
             n=result.latest.customers,
             cutoff=result.latest.cutoff,
             horizon=f"{split.horizon:g}",
-            unit=split.time_unit,
+            unit=t["units"].get(split.time_unit, split.time_unit),
             share=c.share,
             draws=c.draws,
         ),
@@ -389,11 +391,12 @@ def render(result, lang: str = "en") -> str:
             _table_html(
                 result.summary.sort_values("top_capture_equal_size", ascending=False, kind="stable"),
                 t["columns"],
+                lang,
             )
         ),
         ranges=jinja2.utils.markupsafe.Markup(_table_html(ranged)) if len(result.origins) > 1 else "",
         segments={
-            name: jinja2.utils.markupsafe.Markup(_table_html(part.drop(columns="segmentation")))
+            name: jinja2.utils.markupsafe.Markup(_table_html(part.drop(columns="segmentation"), lang=lang))
             for name, part in segments.groupby("segmentation", sort=False)
         },
         label_warnings=result.label_warnings,
