@@ -197,7 +197,7 @@ def test_compare_on_the_sample(compared):
     assert np.allclose(per["share_holdout_revenue"], 1.0)
     assert "customer_id" not in segments.columns
     html = (folder / "report.html").read_text(encoding="utf-8")
-    assert "captures the most holdout revenue" in html and html.count("data:image/png;base64,") == 7
+    assert "captures the most holdout revenue" in html and html.count("data:image/png;base64,") == 8
     assert (folder / "report.html").stat().st_size < 5_000_000 and "http" not in html.split("<body>")[1]
     client = mlflow.MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("compare-sample").experiment_id])[0]
@@ -308,7 +308,7 @@ def test_report_renders_in_chromium_without_errors(compared, tmp_path):
         page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
         page.goto((folder / "report.html").as_uri(), wait_until="load")
         plots = page.locator("img.plot")
-        assert plots.count() == 7
+        assert plots.count() == 8
         for i in range(plots.count()):
             plot = plots.nth(i)
             plot.scroll_into_view_if_needed()

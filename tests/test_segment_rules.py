@@ -494,3 +494,16 @@ def test_rfm8_rules_from_the_command_line(tmp_path):
     assert table["f_high"].tolist() == [True, False] and table["r_high"].tolist() == [True, False]
     bad = CliRunner().invoke(app, [*args, "--rules", "frequency_count=many"])
     assert bad.exit_code == 2 and "--rules: frequency_count: expected a number" in bad.output
+
+
+def test_spread_ties_reach_every_rfm_method():
+    from clvtier.pipelines.segment import SegmentOptions, segment_features
+
+    f = feats(r=[5] * 10, f=[1] * 8 + [3, 4], m=[10, 80, 10, 30, 10, 50, 20, 10, 5, 5])
+    for method in ("rfm", "rfm10", "rfm8"):
+        shared = segment_features(f, method, SegmentOptions())
+        spread = segment_features(f, method, SegmentOptions(ties="spread", threshold="score"))
+        assert spread.params.get("ties", "spread") == "spread"
+        if method != "rfm8":
+            assert shared.params["ties"] == "share"
+            assert spread.table["f_score"].nunique() == 5 and shared.table["f_score"].nunique() == 2

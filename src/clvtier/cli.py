@@ -358,6 +358,9 @@ def segment(
     threshold: Annotated[str, typer.Option(
         help="rfm8: high/low against the median, the mean, the score (RFM score 4-5), or auto: the "
              "median unless it is degenerate (the smallest or largest value), then the score.")] = "auto",
+    ties: Annotated[str, typer.Option(
+        help="rfm, rfm8, rfm10, rfm-map: customers with equal values 'share' a score, or 'spread' "
+             "them over the scores (equal-sized groups, ties broken by spend, then id).")] = "share",
     rules: Annotated[str | None, typer.Option(
         help="rfm8: business rules per dimension, e.g. 'recency_days=90,frequency_count=3': R high "
              "within 90 days, F high from 3 purchases (overrides --threshold there).")] = None,
@@ -420,7 +423,7 @@ def segment(
         if weights not in ("equal", "entropy", "ahp"):
             weights = {c: float(w) for c, w in _pairs(weights, "--weights").items()}
         options = SegmentOptions(
-            bins=bins, threshold=threshold, map_path=map,
+            bins=bins, threshold=threshold, map_path=map, ties=ties,
             rules=_float_pairs(rules, "--rules") if rules else None, shares=_numbers(shares, "--shares"),
             by=by,
             value=value, frequency_cut=frequency_cut, order_value_cut=order_value_cut,

@@ -64,6 +64,7 @@ class SegmentOptions:
     bins: int = 5
     threshold: str = "auto"
     rules: dict[str, float] | None = None
+    ties: str = "share"
     map_path: str | None = None
     shares: list[float] | None = None
     by: str = "count"
@@ -117,15 +118,15 @@ def segment_features(
     check_method(method)
     shares = {} if o.shares is None else {"shares": o.shares}
     if method == "rfm":
-        return rfm_score_segments(features, bins=o.bins, lang=lang)
+        return rfm_score_segments(features, bins=o.bins, ties=o.ties, lang=lang)
     if method == "rfm8":
-        return rfm8(features, threshold=o.threshold, rules=o.rules, lang=lang)
+        return rfm8(features, threshold=o.threshold, rules=o.rules, ties=o.ties, lang=lang)
     if method == "rfm10":
-        return rfm_map(features, RFM10, lang=lang)
+        return rfm_map(features, RFM10, ties=o.ties, lang=lang)
     if method == "rfm-map":
         if o.map_path is None:
             raise InputError("map_path", "method rfm-map needs a YAML map file")
-        return rfm_map(features, load_rfm_map(o.map_path), lang=lang)
+        return rfm_map(features, load_rfm_map(o.map_path), ties=o.ties, lang=lang)
     if method == "abc":
         return abc(features, by=o.by, value=o.value, lang=lang, **shares)
     if method == "abc4":

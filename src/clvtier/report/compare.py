@@ -72,6 +72,7 @@ TEXT = {
             "rank": "Holdout revenue per customer by segment rank (1 = the segment labelled most valuable)",
             "boot": "Difference from the reference with 95% bootstrap intervals",
             "ari": "Agreement between segmentations (adjusted Rand index)",
+            "nmi": "Agreement between segmentations (normalised mutual information)",
             "overlap": ("Overlap of the equal-size top groups: share of the row's top customers also "
                         "in the column's"),
             "migration": "Migration between the two cutoffs (share of each earlier segment)",
@@ -123,6 +124,7 @@ TEXT = {
             "rank": "各分层等级的人均结果期收入（1 = 标签上最有价值的层）",
             "boot": "与基准的差异及 95% 自助法区间",
             "ari": "分层方法之间的一致性（调整兰德指数）",
+            "nmi": "分层方法之间的一致性（标准化互信息）",
             "overlap": "等规模最高层的重合：行方法的最高层客户中也在列方法最高层的比例",
             "migration": "两个截止日之间的迁移（占早期各层的比例）",
             "profile": "分层画像：客户占比与结果期收入占比",
@@ -361,6 +363,7 @@ def render(result, lang: str = "en") -> str:
         "rank": rank_plot(result),
         "boot": bootstrap_plot(result),
         "ari": heatmap(result.agreement, "adjusted Rand index", vmin=0, vmax=1),
+        "nmi": heatmap(result.nmi, "normalised mutual information", vmin=0, vmax=1),
         "overlap": heatmap(result.overlap, "share of the row's top group in the column's", vmin=0, vmax=1),
         "migration": migration_plot(result),
         "profile": profile_plot(result),

@@ -86,10 +86,11 @@ def rfm_score_sql(bins: int = 5, ties: str = "share") -> str:
                      f" AS BIGINT) AS {name}" for name, o in orders.items())
 
 
-def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, lang: str = "en") -> Segmentation:
+def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, ties: str = "share",
+                       lang: str = "en") -> Segmentation:
     """Customers grouped by their total RFM score (R + F + M, from 3 x bins down to 3), with
     the scores as inputs. Empty totals are left out of the profile. Segments have no strategy."""
-    scores = rfm_scores(features, bins=bins)
+    scores = rfm_scores(features, bins=bins, ties=ties)
     order = [f"rfm_{s}" for s in range(3 * bins, 2, -1)]
     names = {c: (f"RFM {c[4:]}", "") for c in order}
     codes = ("rfm_" + scores["rfm_score"].astype(str)).to_numpy(dtype=object)
@@ -101,7 +102,7 @@ def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, lang: str = "en
         inputs=scores.drop(columns="customer_id"),
         value="monetary_total",
         lang=lang,
-        params={"bins": bins},
+        params={"bins": bins, "ties": ties},
         names=names,
     )
     profile = seg.profile[seg.profile["customers"] > 0].reset_index(drop=True)
@@ -126,6 +127,7 @@ def rfm8(
     *,
     threshold: Literal["auto", "mean", "median", "score"] = "auto",
     rules: dict[str, float] | None = None,
+    ties: str = "share",
     lang: str = "en",
 ) -> Segmentation:
     """The eight-segment RFM map: R, F and M each high or low.
@@ -153,7 +155,7 @@ def rfm8(
         raise InputError("rules", f"rules apply to {', '.join(RFM_COLUMNS)}; got {unknown[0]!r}")
     require(features, RFM_COLUMNS, "rfm8")
     values = {c: numeric(features, c, "rfm8") for c in RFM_COLUMNS}
-    scores = rfm_scores(features)
+    scores = rfm_scores(features, ties=ties)
     high, split, centre = {}, {}, {}
     for c, score in zip(RFM_COLUMNS, ("r_score", "f_score", "m_score"), strict=True):
         v = values[c]
@@ -182,7 +184,7 @@ def rfm8(
         inputs=inputs,
         value="monetary_total",
         lang=lang,
-        params={"threshold": threshold, "split": split, "centre": centre, "rules": rules},
+        params={"threshold": threshold, "split": split, "centre": centre, "rules": rules, "ties": ties},
     )
 
 
@@ -311,7 +313,8 @@ def load_rfm_map(path) -> RFMMap:
     return rfm_map
 
 
-def rfm_map(features: pd.DataFrame, rfm_map: RFMMap = RFM10, *, lang: str = "en") -> Segmentation:
+def rfm_map(features: pd.DataFrame, rfm_map: RFMMap = RFM10, *, ties: str = "share",
+            lang: str = "en") -> Segmentation:
     """Name customers by a map on their RFM scores (default: the ten-segment RF map).
 
     Built-in strategies come from :data:`clvtier.segment.labels.LABELS`; a user map brings its
@@ -319,7 +322,7 @@ def rfm_map(features: pd.DataFrame, rfm_map: RFMMap = RFM10, *, lang: str = "en"
     """
     check_lang(lang)
     rfm_map.check_complete(rfm_map.name)
-    scores = rfm_scores(features, bins=rfm_map.bins)
+    scores = rfm_scores(features, bins=rfm_map.bins, ties=ties)
     index = rfm_map.lookup()[scores["r_score"] - 1, scores["f_score"] - 1, scores["m_score"] - 1]
     order = [s.code for s in rfm_map.segments]
     names = {s.code: (s.label.get(lang), s.strategy.get(lang)) for s in rfm_map.segments}
@@ -332,6 +335,6 @@ def rfm_map(features: pd.DataFrame, rfm_map: RFMMap = RFM10, *, lang: str = "en"
         inputs=scores.drop(columns="customer_id"),
         value="monetary_total",
         lang=lang,
-        params={"map": rfm_map.name, "bins": rfm_map.bins},
+        params={"map": rfm_map.name, "bins": rfm_map.bins, "ties": ties},
         names=names,
     )

@@ -338,6 +338,7 @@ def log_compare(result, *, uri: str) -> str:
             mlflow.log_text(result.summary.to_csv(index=False), "compare_summary.csv")
             mlflow.log_text(result.bootstrap.to_csv(index=False), "compare_bootstrap.csv")
             mlflow.log_text(result.agreement.to_csv(), "compare_agreement.csv")
+            mlflow.log_text(result.nmi.to_csv(), "compare_nmi.csv")
             mlflow.log_text(result.overlap.to_csv(), "compare_top_overlap.csv")
             if result.label_warnings:
                 mlflow.log_text("\n".join(result.label_warnings) + "\n", "label_warnings.txt")
