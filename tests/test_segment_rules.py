@@ -477,6 +477,10 @@ def test_label_check_fires_on_a_mislabelled_segment_and_not_on_a_correct_one():
         "segment 'Champions' (hand, 5 customers) claims frequent, but 100% of it bought once; "
         "median 1 purchases (all customers: median 2.5)",
     ]
+    zh = finish("hand", f, right[::-1].copy(), ["champions", "hibernating"], inputs=[],
+                value="monetary_total", lang="zh", params={})
+    assert check_labels(zh, f)[2] == ("分层「冠军客户」（hand，5 位客户）标称近期购买，但其客户最近一次购买的"
+                                      "中位数在 320 天前（全部客户中位数 154.5 天）")
 
 
 def test_rfm8_rules_from_the_command_line(tmp_path):
