@@ -255,6 +255,14 @@ def test_compare_command_zh_with_origins(tmp_path, new_store, monkeypatch):
     ]
     html = (tmp_path / "out" / "c.html").read_text(encoding="utf-8")
     assert "哪种客户分层" in html and "1997-09-30" in html  # both origins in the report
+    for args, message in (
+        (["-o", "r.pdf"], "--output: the report is HTML"),
+        (["--set", "compare.methods.rfm8.thresh=1"], "compare.methods.rfm8: got an unexpected keyword"),
+        (["--set", "compare.methods.nope={}"], "compare.methods.nope: valid options are"),
+    ):
+        early = CliRunner().invoke(app, ["compare", "-c", "exp.yaml", "--no-tracking", *args])
+        assert early.exit_code == 2 and message in early.output, early.output
+        assert "done" not in early.output  # refused before any work
     bad = CliRunner().invoke(
         app, ["compare", "-c", "exp.yaml", "--set", "compare.reference=nope", "--no-tracking"]
     )

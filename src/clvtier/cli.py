@@ -33,7 +33,7 @@ _FLAGS = {
     "return_window": "--return-window", "return_prefix": "--return-prefix",
     "drop_duplicates": "--drop-duplicates", "max_amount": "--max-amount", "method": "--method",
     "map_path": "--map", "time_unit": "--time-unit", "chunk_size": "--chunk-size",
-    "memory_limit": "--memory-limit", "drift_threshold": "--drift-threshold",
+    "memory_limit": "--memory-limit", "drift_threshold": "--drift-threshold", "output": "--output",
 }
 
 

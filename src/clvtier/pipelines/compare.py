@@ -34,7 +34,7 @@ from clvtier.evaluate.compare import (
 )
 from clvtier.features import customer_features, window_length
 from clvtier.pipelines import train as training
-from clvtier.pipelines.segment import SegmentOptions, segment_features
+from clvtier.pipelines.segment import SegmentOptions, check_method, segment_features
 from clvtier.pipelines.steps import Steps
 from clvtier.segment import Segmentation
 from clvtier.segment.base import RFM_COLUMNS
@@ -120,6 +120,26 @@ class CompareResult:
         return self.origins[-1]
 
 
+def _options(config: ExperimentConfig, method: str, extra: dict | None = None) -> SegmentOptions:
+    try:
+        check_method(method)
+        return SegmentOptions(
+            **{"random_state": config.seed, **config.compare.methods[method], **(extra or {})}
+        )
+    except InputError as exc:
+        raise InputError(f"compare.methods.{method}", exc.problem) from None
+    except TypeError as exc:
+        raise InputError(f"compare.methods.{method}", str(exc).split("__init__() ")[-1]) from None
+
+
+def check_methods(config: ExperimentConfig) -> None:
+    """Every configured method exists and takes its options (before any work)."""
+    for method in config.compare.methods:
+        _options(config, method)
+    for name in config.compare.policies:
+        load_policy(name)
+
+
 def segmentations(
     features: pd.DataFrame,
     tiering: TieringModel,
@@ -132,13 +152,8 @@ def segmentations(
     adds options per method (the stability check gives clusters the k chosen at the later cutoff)."""
     out: dict[str, Built] = {}
     c = config.compare
-    for method, options in c.methods.items():
-        try:
-            settings = SegmentOptions(
-                **{"random_state": config.seed, **options, **(fixed or {}).get(method, {})}
-            )
-        except TypeError as exc:
-            raise InputError(f"compare.methods.{method}", str(exc).split("__init__() ")[-1]) from None
+    for method in c.methods:
+        settings = _options(config, method, (fixed or {}).get(method))
         seg = segment_features(features, method, settings, lang=lang)
         kind = "learned" if method in ("kmeans", "gmm") else "rule"
         out[method] = Built(
@@ -368,8 +383,12 @@ def compare(
 ) -> CompareResult:
     """Run the comparison; write ``output`` (HTML) with ``<stem>_summary.csv`` and
     ``<stem>_segments.csv`` beside it when given; log a ``compare`` run unless told not to."""
-    from clvtier.report.compare import write_report
+    from clvtier.report.compare import check_report_path, write_report
     from clvtier.tracking.runs import log_compare
+
+    if output is not None:
+        check_report_path(output)
+    check_methods(config)  # a wrong option stops the job before any fit
 
     step = Steps(progress)
     uri = use_tracking_uri(resolve_tracking_uri(tracking_uri)) if log_to_mlflow else None

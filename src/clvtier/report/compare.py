@@ -23,7 +23,9 @@ _COLOURS = {"rule": "#4C72B0", "learned": "#55A868", "model": "#C44E52"}
 TEXT = {
     "en": {
         "title": "Which segmentation finds the most future value?",
-        "yes": "yes", "no": "no", "units": {"weeks": "weeks", "days": "days"},
+        "yes": "yes",
+        "no": "no",
+        "units": {"weeks": "weeks", "days": "days"},
         "answer": "Answer",
         "summary": "Summary",
         "segments": "Segments",
@@ -73,15 +75,18 @@ TEXT = {
             "boot": "Difference from the reference with 95% bootstrap intervals",
             "ari": "Agreement between segmentations (adjusted Rand index)",
             "nmi": "Agreement between segmentations (normalised mutual information)",
-            "overlap": ("Overlap of the equal-size top groups: share of the row's top customers also "
-                        "in the column's"),
+            "overlap": (
+                "Overlap of the equal-size top groups: share of the row's top customers also in the column's"
+            ),
             "migration": "Migration between the two cutoffs (share of each earlier segment)",
             "profile": "Segment profiles: share of customers against share of holdout revenue",
         },
     },
     "zh": {
         "title": "哪种客户分层最能找到未来价值？",
-        "yes": "是", "no": "否", "units": {"weeks": "周", "days": "天"},
+        "yes": "是",
+        "no": "否",
+        "units": {"weeks": "周", "days": "天"},
         "answer": "结论",
         "summary": "汇总",
         "segments": "分层明细",
@@ -98,8 +103,9 @@ TEXT = {
         "no_diff": "；与 {ref} 无可测差异",
         "runner": "领先第二名 {name}（{value:.1%}）{diff:+.1f} 个百分点。",
         "not_measurable": "与 {ref} 无可测差异：{names}。",
-        "stable": ("最稳定：<b>{name}</b>，相邻截止日之间 {share:.0%} 的客户留在原分层"
-                   "（调整兰德指数 {ari:.2f}）。"),
+        "stable": (
+            "最稳定：<b>{name}</b>，相邻截止日之间 {share:.0%} 的客户留在原分层（调整兰德指数 {ari:.2f}）。"
+        ),
         "flips": "注意：不同截止日的最佳分层不同（{names}）。",
         "columns": {
             "segmentation": "分层方法",
@@ -408,14 +414,20 @@ def render(result, lang: str = "en") -> str:
     )
 
 
-def write_report(result, path: Path, *, lang: str = "en") -> Path:
-    """Write the HTML report and ``<stem>_summary.csv`` / ``<stem>_segments.csv`` beside it, each
-    atomically. The CSVs hold aggregates only (no customer ids)."""
+def check_report_path(path) -> Path:
+    """The report's path, or an InputError when it is not an .html file."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         from clvtier.errors import InputError
 
         raise InputError("output", f"the report is HTML: give a .html path; got {path.name!r}")
+    return path
+
+
+def write_report(result, path: Path, *, lang: str = "en") -> Path:
+    """Write the HTML report and ``<stem>_summary.csv`` / ``<stem>_segments.csv`` beside it, each
+    atomically. The CSVs hold aggregates only (no customer ids)."""
+    path = check_report_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render(result, lang)
     with atomic_output(path) as tmp:
