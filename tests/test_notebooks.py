@@ -29,6 +29,7 @@ def test_committed_with_full_data_outputs_and_no_functions(name):
 def test_runs_on_the_sample(name, monkeypatch, tmp_path):
     monkeypatch.setenv("CLVTIER_NOTEBOOK_SAMPLE", "1")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("CLVTIER_NOTEBOOK_WORKDIR", str(tmp_path))  # nothing left behind
     book = nbformat.read(FOLDER / f"{name}.ipynb", as_version=4)
     client = NotebookClient(book, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(FOLDER)}})
