@@ -36,7 +36,7 @@ from clvtier.features import customer_features, window_length
 from clvtier.pipelines import train as training
 from clvtier.pipelines.segment import SegmentOptions, check_method, segment_features
 from clvtier.pipelines.steps import Steps
-from clvtier.segment import Segmentation
+from clvtier.segment import Segmentation, rfm_scores
 from clvtier.segment.base import RFM_COLUMNS
 from clvtier.segment.check import check_labels
 from clvtier.tiering import TieringModel
@@ -152,14 +152,20 @@ def segmentations(
     adds options per method (the stability check gives clusters the k chosen at the later cutoff)."""
     out: dict[str, Built] = {}
     c = config.compare
+    scores = rfm_scores(features)  # once: the RFM maps' inner order and the model's inputs
     for method in c.methods:
         settings = _options(config, method, (fixed or {}).get(method))
         seg = segment_features(features, method, settings, lang=lang)
         kind = "learned" if method in ("kmeans", "gmm") else "rule"
         out[method] = Built(
-            method, kind, seg.table, _within(method, seg, features), check_labels(seg, features), seg.params
+            method,
+            kind,
+            seg.table,
+            _within(method, seg, features, scores),
+            check_labels(seg, features),
+            seg.params,
         )
-    predictions = tiering.predict_features(features, _scores(features))
+    predictions = tiering.predict_features(features, scores)
     clv = predictions["predicted_clv"].to_numpy(dtype=float)
     for name in c.policies:
         policy = load_policy(name)
@@ -191,19 +197,13 @@ def segmentations(
     return out
 
 
-def _scores(features: pd.DataFrame) -> pd.DataFrame:
-    from clvtier.segment import rfm_scores
-
-    return rfm_scores(features)
-
-
-def _within(method: str, seg: Segmentation, features: pd.DataFrame) -> np.ndarray:
+def _within(method: str, seg: Segmentation, features: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
     """The order inside a segment: the RFM total (then spend) for RFM maps, the weighted score
     for the weighted method, else the value the method ranks on (spend, or profit when mapped)."""
     value = features[seg.params.get("value", "monetary_total")].to_numpy(dtype=float)
     if method in ("rfm8", "rfm10", "rfm-map"):
         spend = pd.Series(features["monetary_total"].to_numpy()).rank(pct=True).to_numpy()
-        return _scores(features)["rfm_score"].to_numpy(dtype=float) + 0.999 * spend
+        return scores["rfm_score"].to_numpy(dtype=float) + 0.999 * spend
     if method == "weighted" and "score" in seg.table.columns:
         return seg.table["score"].to_numpy(dtype=float)
     return value

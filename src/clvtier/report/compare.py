@@ -184,13 +184,22 @@ def gain_plot(result) -> Figure:
     return fig
 
 
-def rank_plot(result) -> Figure:
+def _panels(result):
+    """A figure with one panel per segmentation, and (axes, name, its segments at the latest
+    cutoff, its kind) for each."""
     seg = result.latest.segments
+    kinds = result.summary.set_index("segmentation")["kind"]
     names = list(result.latest.positions)
     fig, axes = _grid(len(names))
-    for ax, name in zip(axes, names, strict=False):
-        part = seg[seg["segmentation"] == name]
-        kind = result.summary.set_index("segmentation").loc[name, "kind"]
+    return fig, [
+        (ax, name, seg[seg["segmentation"] == name], kinds[name])
+        for ax, name in zip(axes, names, strict=True)
+    ]
+
+
+def rank_plot(result) -> Figure:
+    fig, panels = _panels(result)
+    for ax, name, part, kind in panels:
         ax.bar(part["segment_rank"].astype(str), part["revenue_per_customer"], color=_COLOURS[kind])
         ax.set(title=name, xlabel="segment rank (1 = best)", ylabel="revenue per customer")
     return fig
@@ -260,11 +269,8 @@ def migration_plot(result) -> Figure:
 
 
 def profile_plot(result) -> Figure:
-    seg = result.latest.segments
-    names = list(result.latest.positions)
-    fig, axes = _grid(len(names))
-    for ax, name in zip(axes, names, strict=False):
-        part = seg[seg["segmentation"] == name]
+    fig, panels = _panels(result)
+    for ax, name, part, _ in panels:
         x = np.arange(len(part))
         ax.bar(x - 0.2, part["share_customers"], width=0.4, label="customers", color="#BBBBBB")
         ax.bar(x + 0.2, part["share_holdout_revenue"], width=0.4, label="holdout revenue", color="#4C72B0")
