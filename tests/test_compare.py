@@ -287,7 +287,10 @@ def _chromium() -> str:
             if found:
                 break
     if found is None:
-        pytest.skip("headless Chromium is not installed: sudo apt-get install -y chromium")
+        message = "headless Chromium is not installed: sudo apt-get install -y chromium"
+        if os.environ.get("CLVTIER_REQUIRE_BROWSER") == "1":  # set by .ci/run: CI must run it
+            pytest.fail(message)
+        pytest.skip(message)
     return found
 
 
