@@ -16,7 +16,7 @@ SRC = Path(__file__).parents[1] / "src" / "clvtier"
 LAYERS = [
     {"cli", "__main__"},
     {"pipelines"},
-    {"tracking", "report"},
+    {"tracking", "report", "spark"},
     {"config"},
     {"tiering"},
     {"clv", "churn"},

@@ -88,8 +88,17 @@ def _stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-InputOpt = Annotated[Path, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
-                                        ".parquet or .xlsx.", show_default=False)]
+InputOpt = Annotated[str, typer.Option("--input", "-i", help="Transactions: .csv/.txt/.tsv, "
+                                       ".parquet or .xlsx; with --engine spark a Parquet or CSV path or URI "
+                                       "(file, folder, hdfs://, s3a://...) or table:<db.table>.",
+                                       show_default=False)]
+
+EngineOpt = Annotated[str, typer.Option(
+    help="duckdb: this machine (default). spark: Apache Spark (pip install 'clvtier[spark]', Java 17), "
+         "same answers; outputs are Parquet datasets (folders).")]
+MasterOpt = Annotated[str | None, typer.Option(
+    "--spark-master", help="Spark master URL for --engine spark (spark://host:7077, yarn, local[4]). "
+                           "Default: the one spark-submit gives, else local[*].")]
 
 RawCsvOpt = Annotated[bool, typer.Option(
     "--raw-csv",
@@ -186,7 +195,7 @@ def features(
     as_of: Annotated[str, typer.Option("--as-of", help="Last day of history, inclusive "
                                        "(YYYY-MM-DD). Later rows are counted, not used.",
                                        show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Feature table: .csv or "
+    output: Annotated[str, typer.Option("--output", "-o", help="Feature table: .csv or "
                                          ".parquet.", show_default=False)],
     time_unit: Annotated[str, typer.Option(help="Unit of recency and T: days or weeks "
                                            "(7 days of the daily clock).")] = "days",
@@ -194,14 +203,24 @@ def features(
         help="Where to write quarantined rows (.csv or .parquet). Default: next to the "
              "output as <output>.rejects.csv, written only when rows were quarantined.")] = None,
     raw_csv: RawCsvOpt = False,
+    engine: EngineOpt = "duckdb",
+    spark_master: MasterOpt = None,
     spec: dict | None = None,
 ):
     """Compute the per-customer feature table as of a date, with the row accounting."""
     with _stop_on_sigterm(), _clean_errors():
-        from clvtier.pipelines.features import build_features
+        from clvtier.spark.session import check_engine
 
-        result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
-                                rejects=rejects, escape_formulas=not raw_csv)
+        if check_engine(engine) == "spark":
+            from clvtier.pipelines.spark import build_features_spark
+
+            result = build_features_spark(input, as_of=as_of, output=output, time_unit=time_unit,
+                                          spec=_spec(spec), rejects=rejects, master=spark_master)
+        else:
+            from clvtier.pipelines.features import build_features
+
+            result = build_features(input, as_of=as_of, output=output, time_unit=time_unit, spec=_spec(spec),
+                                    rejects=rejects, escape_formulas=not raw_csv)
         typer.echo(result.format())
 
 
@@ -555,7 +574,8 @@ def score_command(
     input: InputOpt,
     as_of: Annotated[str, typer.Option(help="Last day of history, inclusive (YYYY-MM-DD).",
                                        show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Tiers file: .parquet or .csv.",
+    output: Annotated[str, typer.Option("--output", "-o", help="Tiers file: .parquet or .csv (with "
+                                        "--engine spark: a Parquet dataset path or URI).",
                                          show_default=False)],
     previous: Annotated[Path | None, typer.Option(
         help="An earlier tiers file (same policy): print and log the tier migration matrix, warn on size "
@@ -580,16 +600,31 @@ def score_command(
         "--no-tracking", help="Do not log the run to MLflow (for batch jobs that must not depend on "
                               "it; a models:/ URI still needs the registry).")] = False,
     raw_csv: RawCsvOpt = False,
+    engine: EngineOpt = "duckdb",
+    spark_master: MasterOpt = None,
     spec: dict | None = None,
 ):
     """Score every customer as of a date with a trained model and a tier policy: tier, at-risk flag,
     reason and action per customer, written atomically; the run is logged to MLflow."""
     _quiet_tracking()
     with _stop_on_sigterm(), _clean_errors():
+        from clvtier.errors import InputError
         from clvtier.pipelines.score import score
         from clvtier.segment.labels import check_lang
+        from clvtier.spark.session import check_engine
 
         check_lang(lang)
+        if check_engine(engine) == "spark":
+            from clvtier.pipelines.spark import score_spark
+
+            if previous is not None or pseudonymize_ids:
+                raise InputError("--engine spark", "--previous and --pseudonymize-ids are not supported by "
+                                                   "the Spark engine yet; use --engine duckdb")
+            result = score_spark(model, input, as_of=as_of, output=output, spec=_spec(spec), policy=policy,
+                                 lang=lang, log_to_mlflow=not no_tracking, tracking_uri=tracking_uri,
+                                 master=spark_master, progress=_progress())
+            typer.echo(result.format())
+            return
         result = score(model, input, as_of=as_of, output=output, spec=_spec(spec), policy=policy,
                        previous=previous, allow_policy_change=allow_policy_change,
                        drift_threshold=drift_threshold, pseudonymize_ids=pseudonymize_ids,

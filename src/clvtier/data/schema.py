@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from clvtier.data.dialect import DUCKDB, Dialect
 from clvtier.data.io import (
     LINE_ITEM,
     ORDER_COLUMNS,
@@ -119,6 +120,33 @@ class Accounting:
         return "\n".join(lines)
 
 
+#: Where valid amounts go (:attr:`Accounting.amounts`), in the order :func:`amounts_sql` sums them.
+AMOUNT_PLACES = ("read", "used", "netted", "after_as_of", "quarantined")
+
+
+def amounts_sql(as_of: dt.date, d: Dialect = DUCKDB) -> str:
+    """One row: the valid amounts of ``tx`` summed exactly by destination (:data:`AMOUNT_PLACES`)."""
+    day = f"DATE {sql_literal(as_of)}"
+    dec = f"DECIMAL(38, {SUM_DECIMALS})"
+    part = (f"CASE WHEN tx.status = 'ok' AND tx.amount < 0 THEN CAST(tx.amount AS {dec}) "
+            f"ELSE CAST(coalesce(n.netted, 0) AS {dec}) END")
+    rest = f"CAST(tx.amount AS {dec}) - {part}"
+    cols = {"read": (f"CAST(tx.amount AS {dec})", "TRUE"),
+            "used": (rest, f"tx.status = 'ok' AND tx.date <= {day}"),
+            "netted": (part, f"tx.date <= {day}"),
+            "after_as_of": (f"CASE WHEN tx.status = 'ok' THEN CAST(tx.amount AS {dec}) ELSE {part} END",
+                            f"tx.date > {day}"),
+            "quarantined": (rest, "tx.status <> 'ok'")}
+    assert tuple(cols) == AMOUNT_PLACES
+    sums = ", ".join(f"CAST(coalesce(sum({expr}) FILTER (WHERE {where}), 0) AS DOUBLE)"
+                     for expr, where in cols.values())
+    return f"""
+        SELECT {sums} FROM tx
+        LEFT JOIN (SELECT source_line, sum(amount) AS netted FROM netting GROUP BY source_line) n
+            ON n.source_line = tx.source_line
+        WHERE tx.amount IS NOT NULL AND {d.isfinite("tx.amount")} AND abs(tx.amount) <= {AMOUNT_LIMIT!r}"""
+
+
 @dataclass
 class Transactions:
     """Validated transactions held in DuckDB (table ``tx``), with the rejects and accounting.
@@ -145,8 +173,7 @@ class Transactions:
     def optional_columns(self) -> tuple[str, ...]:
         """Mapped columns beyond the required ones that become features (line-item prices only
         make the amount)."""
-        return tuple(c for c in self.columns
-                     if c not in ("customer_id", "date", "amount", "original_order_id", *LINE_ITEM))
+        return feature_columns(self.columns)
 
     def accounting(self, as_of=None) -> Accounting:
         """Row accounting for an analysis as of ``as_of`` (default: the last valid date)."""
@@ -170,26 +197,8 @@ class Transactions:
         netted part is its whole amount for a used return, the matched part for a return
         quarantined as unmatched (policy 'net-earlier'), else 0; the rest of it is used,
         after as_of or quarantined like the row."""
-        day = f"DATE {sql_literal(as_of)}"
-        dec = f"DECIMAL(38, {SUM_DECIMALS})"
-        part = (f"CASE WHEN tx.status = 'ok' AND tx.amount < 0 THEN CAST(tx.amount AS {dec}) "
-                f"ELSE CAST(coalesce(n.netted, 0) AS {dec}) END")
-        rest = f"CAST(tx.amount AS {dec}) - {part}"
-        cols = {"read": (f"CAST(tx.amount AS {dec})", "TRUE"),
-                "used": (rest, f"tx.status = 'ok' AND tx.date <= {day}"),
-                "netted": (part, f"tx.date <= {day}"),
-                "after_as_of": (f"CASE WHEN tx.status = 'ok' THEN CAST(tx.amount AS {dec}) ELSE {part} END",
-                                f"tx.date > {day}"),
-                "quarantined": (rest, "tx.status <> 'ok'")}
-        sums = ", ".join(f"CAST(coalesce(sum({expr}) FILTER (WHERE {where}), 0) AS DOUBLE)"
-                         for expr, where in cols.values())
-        row = self.con.execute(f"""
-            SELECT {sums} FROM tx
-            LEFT JOIN (SELECT source_line, sum(amount) AS netted FROM netting GROUP BY source_line) n
-                USING (source_line)
-            WHERE tx.amount IS NOT NULL AND isfinite(tx.amount) AND abs(tx.amount) <= {AMOUNT_LIMIT!r}
-            """).fetchall()[0]
-        return dict(zip(cols, map(float, row), strict=True))
+        row = self.con.execute(amounts_sql(as_of)).fetchall()[0]
+        return dict(zip(AMOUNT_PLACES, map(float, row), strict=True))
 
     def stale_as_of(self, as_of, days: int = 365) -> str | None:
         """A warning when ``as_of`` lies more than ``days`` after the last transaction: every
@@ -268,6 +277,12 @@ class Transactions:
         return write_frame(self.rejects(), path, escape_formulas=escape_formulas)
 
 
+def feature_columns(columns) -> tuple[str, ...]:
+    """Mapped columns beyond the required ones that become features."""
+    required = ("customer_id", "date", "amount", "original_order_id", *LINE_ITEM)
+    return tuple(c for c in columns if c not in required)
+
+
 def to_date(value, *, what: str = "date") -> dt.date:
     """Parse an ISO date (str, date, datetime, Timestamp) into a ``datetime.date``."""
     try:
@@ -306,7 +321,7 @@ def load_transactions(source, spec: LoadSpec | None = None, *,
 
 
 def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
-    returns, drop_duplicates, max_amount = options.returns, options.drop_duplicates, options.max_amount
+    returns, drop_duplicates = options.returns, options.drop_duplicates
     con = raw.con
     shape = con.sql("SELECT * FROM raw LIMIT 0")
     types = {name: str(kind) for name, kind in zip(shape.columns, shape.types, strict=True)}
@@ -314,64 +329,14 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     derived = "amount" not in names  # line items: quantity x unit_price - discount
     if derived:
         names.insert(2, "amount")
-    numeric = [c for c in names if c not in ("customer_id", "date", "amount", *ORDER_COLUMNS)]
-    _check_return_options(raw.source, options, names)
+    check_return_options(raw.source, options, names)
 
-    parsed = {
-        "customer_id": _customer_id_expr(types["customer_id"]),  # replaced below when normalised
-        "date": _date_expr(types["date"], options.date_format, excel=raw.kind == "excel", zone=raw.date_zone),
-        "amount": _line_amount(types, raw.decimal) if derived else _number_expr("amount", types["amount"],
-                                                                                raw.decimal),
-    }
     ids_normalized = _integral_text_ids(con, types["customer_id"]) if options.normalize_ids else 0
-    if ids_normalized:
-        parsed["customer_id"] = f"regexp_replace({parsed['customer_id']}, '\\.0+$', '')"
-    for c in ORDER_COLUMNS:
-        if c in names:
-            parsed[c] = f"nullif(trim(CAST({c} AS VARCHAR)), '')"
-    for c in numeric:
-        parsed[c] = _number_expr(c, types[c], raw.decimal)
-
-    def text(c):  # the source value as trimmed text, NULL when empty
-        return f"nullif(trim(CAST({sql_ident('_src_' + c)} AS VARCHAR)), '')"
-
-    # A CASE evaluates a branch only for the rows that reach it, so the text conversions
-    # below cost nothing for valid rows.
-    # Excluded first: a postage line without a customer is excluded, not a missing id
-    checks = [
-        (f"trim(CAST({alias} AS VARCHAR)) IN ({', '.join(map(sql_literal, map(str, values)))})", "excluded")
-        for alias, src in raw.excluded.items()
-        if (values := options.exclude[src])
-    ]
-    checks += [(f"customer_id IS NULL AND {text('customer_id')} IS NULL", "missing_customer_id"),
-              ("customer_id IS NULL", "bad_customer_id"),
-              ("date IS NULL", "bad_date"),
-              ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
-              ("amount IS NULL OR NOT isfinite(amount)", "bad_amount")]
-    # Above 1e15 a double no longer holds cents, and a few 1e308 rows overflow a customer's total
-    limit = min(float(max_amount), AMOUNT_LIMIT) if max_amount is not None else AMOUNT_LIMIT
-    checks.append((f"abs(amount) > {limit!r}", "amount_out_of_range"))
-    for c in numeric:
-        checks.append((f"({sql_ident(c)} IS NULL OR NOT isfinite({sql_ident(c)})) "
-                       f"AND {text(c)} IS NOT NULL", f"bad_{c}"))
-    if returns == "quarantine":
-        checks.append(("amount < 0", "negative_amount"))
-    status = "CASE " + " ".join(f"WHEN {cond} THEN '{code}'" for cond, code in checks) \
-        + " ELSE 'ok' END"
-
-    inner = ", ".join(f"{expr} AS {sql_ident(c)}" for c, expr in parsed.items())
-    sources = ", ".join(f"{'NULL' if c == 'amount' and derived else 'raw.' + sql_ident(c)} AS "
-                        f"{sql_ident('_src_' + c)}" for c in names)
-    typed_cols = ", ".join(sql_ident(c) for c in names)
-    raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN {text(c)} END AS raw_{c}" for c in names)
+    select = typed_rows_sql(types, names, options, kind=raw.kind, decimal=raw.decimal, zone=raw.date_zone,
+                            excluded=raw.excluded, ids_normalized=bool(ids_normalized))
     try:
         loaded = con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE tx AS
-            SELECT source_line, status, {typed_cols}, {raw_cols}, _row_hash FROM (
-                SELECT *, {status} AS status FROM (
-                    SELECT source_line, {inner}, {sources}{''.join(', ' + a for a in raw.excluded)},
-                           _row_hash
-                    FROM raw))""").fetchall()[0][0]
+            CREATE OR REPLACE TEMP TABLE tx AS {select}""").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
@@ -423,25 +388,93 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
                         duplicates_found=int(duplicates), returns_netted=netted,
                         malformed=raw.malformed, first_date=first, last_date=last,
                         rows_read=int(loaded) + len(raw.malformed), ids_normalized=ids_normalized,
-                        amount_derived=_line_amount_text(types) if derived else None)
+                        amount_derived=line_amount_text(types) if derived else None)
+
+
+def typed_rows_sql(types: dict, names: list[str], options: LoadSpec, *, kind: str, decimal: str,
+                   zone: str | None, excluded: dict[str, str], ids_normalized: bool,
+                   d: Dialect = DUCKDB) -> str:
+    """The query over the view ``raw`` (:func:`~clvtier.data.io.read_raw`) giving each row's
+    ``source_line``, ``status`` ("ok" or the first reason code that applies), typed mapped columns,
+    ``raw_<column>`` (the source text of quarantined rows) and ``_row_hash``. Row by row, so it
+    runs the same on any number of partitions; written once for DuckDB and Spark (``d``)."""
+    derived = "amount" not in types
+    numeric = [c for c in names if c not in ("customer_id", "date", "amount", *ORDER_COLUMNS)]
+    parsed = {
+        "customer_id": _customer_id_expr(types["customer_id"], d),  # replaced below when normalised
+        "date": _date_expr(types["date"], options.date_format, excel=kind == "excel", zone=zone, d=d),
+        "amount": (_line_amount(types, decimal, d) if derived
+                   else _number_expr("amount", types["amount"], decimal, d)),
+    }
+    if ids_normalized:
+        parsed["customer_id"] = d.remove(parsed['customer_id'], '\\.0+$')
+    for c in ORDER_COLUMNS:
+        if c in names:
+            parsed[c] = f"nullif(trim(CAST({c} AS {d.text})), '')"
+    for c in numeric:
+        parsed[c] = _number_expr(c, types[c], decimal, d)
+
+    def text(c):  # the source value as trimmed text, NULL when empty
+        return f"nullif(trim(CAST({sql_ident('_src_' + c)} AS {d.text})), '')"
+
+    # A CASE evaluates a branch only for the rows that reach it, so the text conversions
+    # below cost nothing for valid rows.
+    # Excluded first: a postage line without a customer is excluded, not a missing id
+    checks = [
+        (f"trim(CAST({alias} AS {d.text})) IN ({', '.join(map(sql_literal, map(str, values)))})", "excluded")
+        for alias, src in excluded.items()
+        if (values := options.exclude[src])
+    ]
+    checks += [(f"customer_id IS NULL AND {text('customer_id')} IS NULL", "missing_customer_id"),
+              ("customer_id IS NULL", "bad_customer_id"),
+              ("date IS NULL", "bad_date"),
+              ("date < DATE '1900-01-01' OR date > DATE '2199-12-31'", "date_out_of_range"),
+              (f"amount IS NULL OR NOT {d.isfinite('amount')}", "bad_amount")]
+    # Above 1e15 a double no longer holds cents, and a few 1e308 rows overflow a customer's total
+    max_amount = options.max_amount
+    limit = min(float(max_amount), AMOUNT_LIMIT) if max_amount is not None else AMOUNT_LIMIT
+    checks.append((f"abs(amount) > {limit!r}", "amount_out_of_range"))
+    for c in numeric:
+        checks.append((f"({sql_ident(c)} IS NULL OR NOT {d.isfinite(sql_ident(c))}) "
+                       f"AND {text(c)} IS NOT NULL", f"bad_{c}"))
+    if options.returns == "quarantine":
+        checks.append(("amount < 0", "negative_amount"))
+    status = "CASE " + " ".join(f"WHEN {cond} THEN '{code}'" for cond, code in checks) \
+        + " ELSE 'ok' END"
+
+    inner = ", ".join(f"{expr} AS {sql_ident(c)}" for c, expr in parsed.items())
+    sources = ", ".join(f"{'NULL' if c == 'amount' and derived else 'raw.' + sql_ident(c)} AS "
+                        f"{sql_ident('_src_' + c)}" for c in names)
+    typed_cols = ", ".join(sql_ident(c) for c in names)
+    raw_cols = ", ".join(f"CASE WHEN status <> 'ok' THEN {text(c)} END AS raw_{c}" for c in names)
+    return f"""
+        SELECT source_line, status, {typed_cols}, {raw_cols}, _row_hash FROM (
+            SELECT *, {status} AS status FROM (
+                SELECT source_line, {inner}, {sources}{''.join(', ' + a for a in excluded)},
+                       _row_hash
+                FROM raw))"""
 
 
 def _build_days(con, names: list[str], *, purchases_only: bool = False) -> None:
-    """Customer-day table ``day`` of the valid rows, which every feature query starts from:
-    net spend, purchases (distinct orders when ``order_id`` is mapped, else rows with a
+    con.execute(f"CREATE OR REPLACE TEMP TABLE day AS {day_table_sql(names, purchases_only=purchases_only)}")
+
+
+def day_table_sql(names, *, purchases_only: bool = False) -> str:
+    """Customer-day table ``day`` of the valid rows of ``tx``, which every feature query starts
+    from: net spend, purchases (distinct orders when ``order_id`` is mapped, else rows with a
     non-negative amount), rows, and the sum and count of each optional numeric column.
-    ``purchases_only`` leaves returns out (policy 'net-earlier' nets them through ``netting``)."""
+    ``purchases_only`` leaves returns out (policy 'net-earlier' nets them through ``netting``).
+    The same text in DuckDB and Spark."""
     purchases = ("count(DISTINCT order_id) FILTER (WHERE amount >= 0)" if "order_id" in names
                  else "count(*) FILTER (WHERE amount >= 0)")
     extra = "".join(f", {exact_sum(sql_ident(c))} AS {sql_ident('sum_' + c)}, count({sql_ident(c)}) AS "
                     f"{sql_ident('n_' + c)}"
                     for c in names if c not in ("customer_id", "date", "amount", *ORDER_COLUMNS, *LINE_ITEM))
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE day AS
+    return f"""
         SELECT customer_id, date, {exact_sum('amount')} AS amount, {purchases} AS purchases,
                count(*) AS n_rows{extra}
         FROM tx WHERE status = 'ok'{' AND amount >= 0' if purchases_only else ''}
-        GROUP BY customer_id, date""")
+        GROUP BY customer_id, date"""
 
 
 def _net_returns(con) -> int:
@@ -461,7 +494,7 @@ def _net_returns(con) -> int:
     return con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
 
 
-def _check_return_options(source: str, options: LoadSpec, names: list[str]) -> None:
+def check_return_options(source: str, options: LoadSpec, names: list[str]) -> None:
     linked = options.return_prefix is not None or "original_order_id" in names
     if linked and options.returns != "net-earlier":
         raise InputError("returns", "return_prefix and original_order_id link returns to orders only "
@@ -530,15 +563,15 @@ def _net_earlier(con, window: int, prefix: str | None, names: list[str]) -> int:
     return len(returns) - len(unmatched)
 
 
-def _line_amount_text(types: dict) -> str:
+def line_amount_text(types: dict) -> str:
     return "quantity x unit_price" + (" - discount" if "discount" in types else "")
 
 
 
-def _line_amount(types: dict, decimal: str) -> str:
+def _line_amount(types: dict, decimal: str, d: Dialect = DUCKDB) -> str:
     """A line's amount from its quantity, unit price and discount (0 when absent or empty)."""
-    qty, price = (_number_expr(c, types[c], decimal) for c in ("quantity", "unit_price"))
-    discount = f" - coalesce({_number_expr('discount', types['discount'], decimal)}, 0)" \
+    qty, price = (_number_expr(c, types[c], decimal, d) for c in ("quantity", "unit_price"))
+    discount = f" - coalesce({_number_expr('discount', types['discount'], decimal, d)}, 0)" \
         if "discount" in types else ""
     return f"({qty}) * ({price}){discount}"
 
@@ -548,44 +581,55 @@ def _integral_text_ids(con, kind: str) -> int:
     ``.0`` (``17850.0``), else 0."""
     if kind in _NUMERIC_TYPES:
         return 0
-    given, integral = con.execute(
-        "SELECT count(v), count(v) FILTER (WHERE regexp_full_match(v, '[+-]?[0-9]+\\.0+')) "
-        "FROM (SELECT nullif(trim(CAST(customer_id AS VARCHAR)), '') AS v FROM raw)").fetchall()[0]
+    given, integral = con.execute(integral_ids_sql()).fetchall()[0]
     return int(given) if given and given == integral else 0
 
 
-def _customer_id_expr(kind: str) -> str:
+def integral_ids_sql(d: Dialect = DUCKDB) -> str:
+    """Counts of the given text ids, and of those like ``17850.0``, in the view ``raw``."""
+    integral = d.full_match("v", r"[+-]?[0-9]+\.0+")
+    return (f"SELECT count(v), count(v) FILTER (WHERE {integral}) "
+            f"FROM (SELECT nullif(trim(CAST(customer_id AS {d.text})), '') AS v FROM raw)")
+
+
+def _customer_id_expr(kind: str, d: Dialect = DUCKDB) -> str:
     if kind in _NUMERIC_TYPES[:9]:
         return "CAST(raw.customer_id AS BIGINT)"
     if kind in ("FLOAT", "DOUBLE"):  # e.g. a pandas int column that holds NaN
-        return ("CASE WHEN isfinite(raw.customer_id) AND raw.customer_id = round(raw.customer_id)"
+        return (f"CASE WHEN {d.isfinite('raw.customer_id')} AND raw.customer_id = round(raw.customer_id)"
                 " THEN CAST(raw.customer_id AS BIGINT) END")
-    return "nullif(trim(CAST(raw.customer_id AS VARCHAR)), '')"
+    return f"nullif(trim(CAST(raw.customer_id AS {d.text})), '')"
 
 
-def _date_expr(kind: str, date_format: str | None, *, excel: bool = False, zone: str | None = None) -> str:
+def _date_expr(kind: str, date_format: str | None, *, excel: bool = False, zone: str | None = None,
+               d: Dialect = DUCKDB) -> str:
     """SQL turning the raw date column into a DATE. Time-zone-aware timestamps take their date in
     the zone the source records (else UTC), never the host's. Excel serial numbers are dates only
     in Excel cells or with ``date_format="excel"``: a bare ``1997`` elsewhere is not 1905-06-19."""
     if kind == "TIMESTAMP WITH TIME ZONE":
+        if d is not DUCKDB:  # the Spark session's time zone is UTC
+            return f"CAST(from_utc_timestamp(raw.date, {sql_literal(zone or 'UTC')}) AS DATE)"
         return f"CAST(timezone({sql_literal(zone or 'UTC')}, raw.date) AS DATE)"
     if kind in ("DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
         return "CAST(raw.date AS DATE)"
-    text = "nullif(trim(CAST(raw.date AS VARCHAR)), '')"
+    text = f"nullif(trim(CAST(raw.date AS {d.text})), '')"
     serials = excel or date_format == "excel"
     if date_format and date_format != "excel":
         if kind in ("FLOAT", "DOUBLE"):
-            text = "CAST(CAST(raw.date AS BIGINT) AS VARCHAR)"
+            text = f"CAST(CAST(raw.date AS BIGINT) AS {d.text})"
         return f"CAST(try_strptime({text}, {sql_literal(date_format)}) AS DATE)"
     if kind in _NUMERIC_TYPES:
-        return _excel_serial("CAST(raw.date AS DOUBLE)") if serials else "NULL::DATE"
+        return _excel_serial("CAST(raw.date AS DOUBLE)") if serials else "CAST(NULL AS DATE)"
     iso = f"CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE)"
     if not serials:
         # DuckDB reads a bare year as a timestamp (1997 -> 1997-01-01): a date needs a day
-        return f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,7}}(\\.[0-9]*)?') THEN NULL ELSE {iso} END"
+        return f"CASE WHEN {d.full_match(text, _BARE_NUMBER)} THEN NULL ELSE {iso} END"
     serial = _excel_serial(f"TRY_CAST({text} AS DOUBLE)")
     return (f"coalesce({iso}, "
-            f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,7}}(\\.[0-9]*)?') THEN {serial} END)")
+            f"CASE WHEN {d.full_match(text, _BARE_NUMBER)} THEN {serial} END)")
+
+
+_BARE_NUMBER = r"[0-9]{1,7}(\.[0-9]*)?"
 
 
 def _excel_serial(number: str) -> str:
@@ -595,22 +639,22 @@ def _excel_serial(number: str) -> str:
             f"CAST(DATE '1899-12-30' + CAST(floor({number}) AS INTEGER) AS DATE) END")
 
 
-def _number_expr(col: str, kind: str, decimal: str) -> str:
+def _number_expr(col: str, kind: str, decimal: str, d: Dialect = DUCKDB) -> str:
     ref = f"raw.{sql_ident(col)}"
     if kind in _NUMERIC_TYPES:
         return f"CAST({ref} AS DOUBLE)"
-    text = f"nullif(trim(CAST({ref} AS VARCHAR)), '')"
+    text = f"nullif(trim(CAST({ref} AS {d.text})), '')"
     if decimal == ",":
         direct = f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)"
         grouped = r"([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?"
-        clean = f"replace(regexp_replace({text}, '[^0-9,+-]', '', 'g'), ',', '.')"
+        clean = f"replace({d.remove(text, '[^0-9,+-]')}, ',', '.')"
     else:
         direct = f"TRY_CAST({text} AS DOUBLE)"
         grouped = r"([0-9]{1,3}(,[0-9]{3})+|[0-9]+)(\.[0-9]+)?"
-        clean = f"regexp_replace({text}, '[^0-9.+-]', '', 'g')"
+        clean = d.remove(text, '[^0-9.+-]')
     # Thousands separators and a currency sign are accepted only in an unambiguous shape.
     pattern = rf"[-+]?[{_CURRENCY}]?\s*{grouped}"
-    return (f"coalesce({direct}, CASE WHEN regexp_full_match({text}, '{pattern}') "
+    return (f"coalesce({direct}, CASE WHEN {d.full_match(text, pattern)} "
             f"THEN TRY_CAST({clean} AS DOUBLE) END)")
 
 

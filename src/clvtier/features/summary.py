@@ -12,6 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from clvtier.data.dialect import DUCKDB, Dialect
 from clvtier.data.io import exact_sum, sql_ident, sql_literal
 from clvtier.data.schema import Transactions, load_transactions, to_date
 from clvtier.errors import InputError
@@ -57,14 +58,15 @@ def _days(tx: Transactions, as_of: dt.date, start: dt.date | None = None) -> str
             USING (customer_id, date)"""
 
 
-def _btyd_columns(as_of: dt.date, unit: int) -> str:
+def _btyd_columns(as_of: dt.date, unit: int, d: Dialect = DUCKDB) -> str:
     """Aggregates over customer-days giving lifetimes' ``frequency, recency, T,
     monetary_value``; repeat-day spend is the total less the first day's."""
+    a = f"DATE {sql_literal(as_of)}"
     return f"""CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               (max(date) - min(date)) / {unit}.0 AS recency,
-               (DATE {sql_literal(as_of)} - min(date)) / {unit}.0 AS T,
-               CASE WHEN count(*) > 1 THEN ({exact_sum("amount")} - arg_min(amount, date)) / (count(*) - 1)
-                    ELSE 0.0 END AS monetary_value"""
+               CAST({d.days("max(date)", "min(date)")} AS DOUBLE) / {unit} AS recency,
+               CAST({d.days(a, "min(date)")} AS DOUBLE) / {unit} AS T,
+               CASE WHEN count(*) > 1 THEN ({exact_sum("amount")} - min_by(amount, date)) / (count(*) - 1)
+                    ELSE CAST(0 AS DOUBLE) END AS monetary_value"""
 
 
 def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
@@ -116,9 +118,12 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
     return finish_features(tx.con.sql(features_sql(tx, as_of, time_unit)).df(), as_of, time_unit)
 
 
-def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
-    """The query behind :func:`customer_features`, ordered by customer_id, for callers that stream
-    its rows (the batch scorer); pass each chunk of rows through :func:`finish_features`."""
+def features_sql(tx: Transactions, as_of: dt.date, time_unit: str, d: Dialect = DUCKDB,
+                 ordered: bool = True) -> str:
+    """The query behind :func:`customer_features`, ordered by customer_id unless not
+    ``ordered``, for callers that stream its rows (the batch scorer); pass each chunk of rows
+    through :func:`finish_features`. Written once for DuckDB and Spark (``d``): ``tx`` needs
+    ``returns``, ``columns`` and ``optional_columns``, and the engine a table ``day``."""
     unit = unit_days(time_unit)
     a = f"DATE {sql_literal(as_of)}"
     windows = []
@@ -139,13 +144,13 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
     sql = f"""
         WITH daily AS ({_days(tx, as_of)}),
         gaps AS (
-            SELECT *, date - lag(date) OVER (PARTITION BY customer_id ORDER BY date) AS gap
+            SELECT *, {d.days("date", "lag(date) OVER (PARTITION BY customer_id ORDER BY date)")} AS gap
             FROM daily)
-        SELECT customer_id, {_btyd_columns(as_of, unit)},
-               CAST({a} - max(date) AS INTEGER) AS recency_days,
+        SELECT customer_id, {_btyd_columns(as_of, unit, d)},
+               CAST({d.days(a, "max(date)")} AS INTEGER) AS recency_days,
                CAST(sum(purchases) AS BIGINT) AS frequency_count,
                {exact_sum("amount")} AS monetary_total,
-               CAST({a} - min(date) AS INTEGER) AS tenure_days,
+               CAST({d.days(a, "min(date)")} AS INTEGER) AS tenure_days,
                count(*) AS purchase_days,
                {exact_sum("amount")} / nullif(sum(purchases), 0) AS avg_order_value,
                {", ".join(windows)},
@@ -158,7 +163,7 @@ def features_sql(tx: Transactions, as_of: dt.date, time_unit: str) -> str:
                CASE WHEN count(gap) > 1 THEN sqrt(CAST(count(gap) * sum(gap * gap) - sum(gap) * sum(gap)
                     AS DOUBLE) / (count(gap) * (count(gap) - 1))) END AS ipt_std_days
                {"".join(", " + e for e in extras)}
-        FROM gaps GROUP BY customer_id ORDER BY customer_id"""
+        FROM gaps GROUP BY customer_id{" ORDER BY customer_id" if ordered else ""}"""
     return sql
 
 

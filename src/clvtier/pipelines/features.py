@@ -17,14 +17,15 @@ class FeaturesResult:
     output: Path
     customers: int
     accounting: Accounting
-    diagnosis: Diagnosis
+    #: None from the Spark engine, which never collects the feature table
+    diagnosis: Diagnosis | None
     rejects: Path | None = None
     notes: list[str] | None = None
 
     def format(self) -> str:
         lines = [
             self.accounting.format(),
-            self.diagnosis.format(),
+            *([self.diagnosis.format()] if self.diagnosis is not None else []),
             f"customers           {self.customers:>12,}   -> {self.output}",
         ]
         if self.rejects is not None:

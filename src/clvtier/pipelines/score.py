@@ -360,38 +360,57 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
     customer count. With pseudonymised ids the table already holds pseudonyms, so the file (and
     the output) is ordered by them and its row order says nothing about the raw ids."""
     chunk_size = o.chunk_size
-    extra = [c for c in policy.columns if c not in OUTPUT_COLUMNS]
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
     writer = None
     customers = 0
     try:
         for batch in _rebatch(reader, chunk_size):
-            frame = batch.to_pandas()
-            scores = frame[list(_RFM)]
-            features = finish_features(frame.drop(columns=list(_RFM)), day, model.time_unit)
-            features["rfm_score"] = scores.sum(axis=1).to_numpy()
-            missing = [c for c in extra if c not in features.columns]
-            if missing:
-                raise InputError(
-                    f"policy {policy.name}",
-                    f"needs column {missing[0]!r}, which neither the model "
-                    "output nor the customer features have",
-                )
-            out = model.predict_features(features, scores)
-            out["customer_id"] = out["customer_id"].astype(str)
-            for c in extra:
-                out[c] = features[c].to_numpy()
-            table = pa.Table.from_pandas(out, preserve_index=False)
+            features = finish_features(batch.to_pandas(), day, model.time_unit)
+            table = pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
-            customers += len(out)
+            customers += table.num_rows
     finally:
         if writer is not None:
             writer.close()
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
     return customers
+
+
+def predict_chunk(features: pd.DataFrame, model: TieringModel, policy: TierPolicy) -> pd.DataFrame:
+    """The model's columns for some customers' finished features (``attrs`` as_of and time_unit)
+    with their population-wide RFM scores, plus the columns the policy reads beyond them. The one
+    definition of a scored row, for every engine."""
+    scores = features[list(_RFM)]
+    features = features.drop(columns=list(_RFM))
+    features["rfm_score"] = scores.sum(axis=1).to_numpy()
+    extra = [c for c in policy.columns if c not in OUTPUT_COLUMNS]
+    missing = [c for c in extra if c not in features.columns]
+    if missing:
+        raise InputError(f"policy {policy.name}", f"needs column {missing[0]!r}, which neither the model "
+                                                  "output nor the customer features have")
+    out = model.predict_features(features, scores)
+    out["customer_id"] = out["customer_id"].astype(str)
+    for c in extra:
+        out[c] = features[c].to_numpy()
+    return out
+
+
+def tier_chunk(frame: pd.DataFrame, fitted, loaded: LoadedModel, lang: str, ranks: dict | None = None):
+    """The output rows (:data:`SCORE_COLUMNS`) for some scored rows and a fitted policy: the one
+    definition of tier, reason and action text, for every engine."""
+    segment_labels = {s.code: getattr(s.label, lang) or s.label.en for s in RFM10.segments}
+    verdict = fitted.assign(frame, lang=lang, ranks=ranks)
+    out = frame[list(OUTPUT_COLUMNS)].copy()
+    out.insert(_SEGMENT_AT, "rfm_segment_label", out["rfm_segment"].map(segment_labels))
+    for c in verdict.columns:
+        out[c] = verdict[c].to_numpy()
+    out["model_name"] = loaded.name
+    out["model_version"] = loaded.version
+    out["policy"] = fitted.policy.label
+    return out
 
 
 def _rebatch(reader, size: int):
@@ -419,17 +438,8 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     past: list[list[float]] = [[] for _ in codes]
     writer = None
     lang = o.lang
-    segment_labels = {s.code: getattr(s.label, lang) or s.label.en for s in RFM10.segments}
     for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
-        frame = batch.to_pandas()
-        verdict = fitted.assign(frame, lang=lang)
-        out = frame[list(OUTPUT_COLUMNS)].copy()
-        out.insert(_SEGMENT_AT, "rfm_segment_label", out["rfm_segment"].map(segment_labels))
-        for c in verdict.columns:
-            out[c] = verdict[c].to_numpy()
-        out["model_name"] = loaded.name
-        out["model_version"] = loaded.version
-        out["policy"] = fitted.policy.label
+        out = tier_chunk(batch.to_pandas(), fitted, loaded, lang)
         for i, code in enumerate(codes):
             rows = (out["tier"] == code).to_numpy()
             customers[i] += rows.sum()

@@ -192,31 +192,45 @@ class TierPolicy(_Strict):
         if self.kind != "when" and self.score.scale == "rank":
             ranks = {c: np.sort(values[c]) for c in self.score.inputs}
         fitted = FittedPolicy(self, ranks, [], {}, len(population))
+        columns = dict(values)
         if self.kind == "shares":
-            score = np.sort(fitted.score(values))[::-1]
-            bounds = np.round(np.cumsum([t.share for t in self.tiers]) * len(score)).astype(np.int64)
-            bounds[0] = max(bounds[0], 1)  # a lone customer (or all tied) belongs to the top tier
-            bounds = np.maximum.accumulate(bounds)
-            cuts = [float(score[b - 1]) if b > 0 else np.inf for b in bounds[:-1]]
-            fitted.cuts = cuts + [-np.inf]
-        elif self.kind == "min_score":
-            fitted.cuts = [t.min_score for t in self.tiers[:-1]] + [-np.inf]
-        conditions = [c for t in self.tiers for c in t.when or []]
-        conditions += self.at_risk.when if self.at_risk else []
-        for c in conditions:
-            if c.quantile is not None:
-                column = values[c.column]
-                q = fitted.quantiles[(c.column, c.quantile)] = float(np.quantile(column, c.quantile))
-                # "at least the 75% quantile" that is also the minimum selects nearly everyone: the
-                # column cannot separate the customers, so the condition does not fire
-                if (c.op in (">", ">=") and q <= column.min()) or (c.op in ("<", "<=") and q >= column.max()):
-                    fitted.degenerate.add((c.column, c.quantile))
-                    fitted.warnings.append(
-                        f"policy {self.label}: {c.column} {c.op} its {c.quantile:.0%} quantile ({q:,.2f}) "
-                        f"cannot separate customers (the quantile is the column's "
-                        f"{'minimum' if c.op in ('>', '>=') else 'maximum'}), so the condition never fires"
-                    )
-        return fitted
+            columns[SCORE] = fitted.score(values)
+        return fitted.resolve(SortedColumns(columns))
+
+    def digest(self) -> str:
+        """SHA-256 of the policy's canonical JSON: equal policies, equal digests."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+#: The name under which :meth:`FittedPolicy.resolve` asks for order statistics of the score.
+SCORE = "_score"
+
+
+class SortedColumns:
+    """Order statistics of in-memory columns (the local engine's :class:`Population`): the
+    Spark engine answers the same questions from a distributed sort."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self._sorted = {c: np.sort(np.asarray(v, dtype=float)) for c, v in columns.items()}
+
+    def kth(self, column: str, k: int) -> float:
+        """The ``k``-th smallest value (0-based) of ``column``."""
+        return float(self._sorted[column][k])
+
+    def size(self) -> int:
+        return len(next(iter(self._sorted.values())))
+
+
+def quantile(population, column: str, q: float) -> float:
+    """``numpy.quantile(column, q)`` (linear interpolation) from two order statistics: numpy's
+    own interpolation between the neighbours, so every engine gets the same bits."""
+    n = population.size()
+    position = (n - 1) * q
+    below = int(np.floor(position))
+    lower = population.kth(column, below)
+    upper = population.kth(column, min(below + 1, n - 1))
+    return float(np.quantile(np.array([lower, upper]), position - below))
+
 
     def digest(self) -> str:
         """SHA-256 of the policy's canonical JSON: equal policies, equal digests."""
@@ -234,6 +248,36 @@ class FittedPolicy:
     n: int
     degenerate: set = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+
+    def resolve(self, population) -> FittedPolicy:
+        """Resolve share cut-offs and quantile thresholds from order statistics of the population
+        (``population.kth(column, k)``, the score under :data:`SCORE`); returns ``self``."""
+        p, n = self.policy, population.size()
+        if p.kind == "shares":
+            bounds = np.round(np.cumsum([t.share for t in p.tiers]) * n).astype(np.int64)
+            bounds[0] = max(bounds[0], 1)  # a lone customer (or all tied) belongs to the top tier
+            bounds = np.maximum.accumulate(bounds)
+            # the b-th largest score is the (n - b)-th smallest
+            cuts = [population.kth(SCORE, n - int(b)) if b > 0 else np.inf for b in bounds[:-1]]
+            self.cuts = cuts + [-np.inf]
+        elif p.kind == "min_score":
+            self.cuts = [t.min_score for t in p.tiers[:-1]] + [-np.inf]
+        conditions = [c for t in p.tiers for c in t.when or []]
+        conditions += p.at_risk.when if p.at_risk else []
+        for c in conditions:
+            if c.quantile is not None:
+                q = self.quantiles[(c.column, c.quantile)] = quantile(population, c.column, c.quantile)
+                # "at least the 75% quantile" that is also the minimum selects nearly everyone: the
+                # column cannot separate the customers, so the condition does not fire
+                low, high = population.kth(c.column, 0), population.kth(c.column, n - 1)
+                if (c.op in (">", ">=") and q <= low) or (c.op in ("<", "<=") and q >= high):
+                    self.degenerate.add((c.column, c.quantile))
+                    self.warnings.append(
+                        f"policy {p.label}: {c.column} {c.op} its {c.quantile:.0%} quantile ({q:,.2f}) "
+                        f"cannot separate customers (the quantile is the column's "
+                        f"{'minimum' if c.op in ('>', '>=') else 'maximum'}), so the condition never fires"
+                    )
+        return self
 
     def score(self, values: dict[str, np.ndarray], ranks: dict[str, np.ndarray] | None = None) -> np.ndarray:
         score = self.policy.score
@@ -261,12 +305,14 @@ class FittedPolicy:
             ok &= _OPS[c.op](values[c.column], self.threshold(c))
         return ok
 
-    def assign(self, frame: pd.DataFrame, *, lang: str = "en") -> pd.DataFrame:
-        """``tier, at_risk, tier_reason, action`` for each row of ``frame`` (same order)."""
+    def assign(self, frame: pd.DataFrame, *, lang: str = "en", ranks: dict | None = None) -> pd.DataFrame:
+        """``tier, at_risk, tier_reason, action`` for each row of ``frame`` (same order).
+        ``ranks`` gives each rank input's population rank per row when they were computed
+        elsewhere (the Spark engine); by default they are looked up in the fitted population."""
         p = self.policy
         values = _columns(frame, p.columns, p.name)
         n = len(frame)
-        score, ranks = None, self._ranks(values)
+        score, ranks = None, ranks if ranks is not None else self._ranks(values)
         if p.kind == "when":
             tier = np.full(n, len(p.tiers) - 1)
             for i in reversed(range(len(p.tiers) - 1)):  # the first match wins
