@@ -67,7 +67,8 @@ def model(new_store, tmp_path_factory):
     config = parse_config({
         "experiment": "spark-test", "data": {"dataset": "cdnow_sample"},
         "split": {"train_cutoff": "1997-07-01", "test_cutoff": "1997-12-30", "horizon": 26},
-        "models": {"bgnbd_gg": {}, "hybrid": {"n_estimators": 40, "learning_rate": 0.1, "min_child_weight": 10}},
+        "models": {"bgnbd_gg": {},
+                   "hybrid": {"n_estimators": 40, "learning_rate": 0.1, "min_child_weight": 10}},
         "registry": {"name": "tiers", "export_dir": str(folder / "models")}})
     return str(train(config, tracking_uri=new_store(folder)).export_path)
 
@@ -97,7 +98,8 @@ def test_features_accounting_and_rejects_equal_the_local_engine(spark, files, ki
     remote = build_features_spark(str(source), as_of=AS_OF, output=str(tmp_path / "spark.parquet"))
     assert remote.accounting.as_dict() == local.accounting.as_dict()
     assert remote.accounting.balanced()
-    assert_same_table(pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark.parquet"))
+    assert_same_table(pd.read_parquet(tmp_path / "local.parquet"),
+                      pd.read_parquet(tmp_path / "spark.parquet"))
     if kind == "csv":
         a = pd.read_parquet(tmp_path / "local.rejects.parquet")
         b = pd.read_parquet(remote.rejects)
@@ -112,7 +114,8 @@ def test_features_under_drop_duplicates_and_quarantined_returns(spark, files, tm
 
     spec = LoadSpec(returns="quarantine", drop_duplicates=True)
     local = build_features(files["csv"], as_of=AS_OF, output=tmp_path / "l.parquet", spec=spec)
-    remote = build_features_spark(str(files["csv"]), as_of=AS_OF, output=str(tmp_path / "s.parquet"), spec=spec)
+    remote = build_features_spark(str(files["csv"]), as_of=AS_OF, output=str(tmp_path / "s.parquet"),
+                                  spec=spec)
     assert remote.accounting.as_dict() == local.accounting.as_dict()
     assert remote.accounting.quarantined["duplicate"] == 21
     assert remote.accounting.quarantined["negative_amount"] == 2
@@ -161,13 +164,14 @@ def test_score_gives_every_customer_the_local_tier_flag_and_reason(spark, files,
     assert_same_table(a, b)
     for c in ("tier", "at_risk", "tier_reason", "action", "r_score", "f_score", "m_score", "rfm_segment"):
         assert a[c].tolist() == b[c].tolist(), c
-    assert remote.tiers[["tier", "customers", "at_risk"]].equals(local.tiers[["tier", "customers", "at_risk"]])
+    counts = ["tier", "customers", "at_risk"]
+    assert remote.tiers[counts].equals(local.tiers[counts])
 
 
 def test_exact_ranks_and_order_statistics_equal_a_full_sort(spark):
+    from clvtier.segment.rfm import rfm_scores
     from clvtier.spark.features import with_rfm_scores
     from clvtier.spark.ranks import Ranks
-    from clvtier.segment.rfm import rfm_scores
 
     rng = np.random.default_rng(3)
     n = 5_000
@@ -222,8 +226,8 @@ def test_unsupported_options_and_outputs_are_one_line_errors(spark, files, tmp_p
 def test_missing_java_is_a_one_line_error_naming_the_install(tmp_path, files):
     pytest.importorskip("pyspark")
     env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java"), "PATH": os.path.dirname(sys.executable)}
-    run = subprocess.run([sys.executable, "-m", "clvtier", "features", "-i", str(files["csv"]), "--as-of", AS_OF,
-                          "-o", str(tmp_path / "f.parquet"), "--engine", "spark"],
+    run = subprocess.run([sys.executable, "-m", "clvtier", "features", "-i", str(files["csv"]),
+                          "--as-of", AS_OF, "-o", str(tmp_path / "f.parquet"), "--engine", "spark"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode != 0
     lines = run.stderr.strip().splitlines()

@@ -20,7 +20,6 @@ SQL_SETTINGS = {
     "spark.sql.parser.escapedStringLiterals": "true",
     "spark.sql.session.timeZone": "UTC",
 }
-_LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 def check_engine(engine: str) -> str:
@@ -71,8 +70,7 @@ def spark_session(master: str | None = None):
         builder = SparkSession.builder.appName("clvtier")
         if master or not submitted:
             builder = builder.master(master or "local[*]")
-        builder = (builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG_CONFIG}"))
+        builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
         session = builder.getOrCreate()
         if session.sparkContext.master.startswith("local") and "spark.sql.shuffle.partitions" not in (
                 os.environ.get("PYSPARK_SUBMIT_ARGS", "")):
