@@ -235,3 +235,44 @@ def test_missing_java_is_a_one_line_error_naming_the_install(tmp_path, files):
     # the local engine needs no Java
     ok = load_transactions(files["csv"]).accounting(AS_OF)
     assert ok.balanced()
+
+
+@pytest.mark.slow
+def test_a_two_worker_standalone_cluster_gives_the_local_answers(spark, files, model, tmp_path):
+    """spark-submit on a real standalone cluster (a master and two one-core workers on loopback)."""
+    from clvtier.spark.cluster import standalone, submit
+
+    local = score(model, files["csv"], as_of=AS_OF, output=tmp_path / "l.parquet", log_to_mlflow=False)
+    with standalone(workers=2, cores=1) as master:
+        run = submit(master, ["score", "-m", model, "-i", str(files["csv"]), "--as-of", AS_OF,
+                              "-o", str(tmp_path / "c.parquet"), "--no-tracking", "--engine", "spark"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"scored {local.customers:,} customers" in run.stdout
+    assert_same_table(pd.read_parquet(tmp_path / "l.parquet"), pd.read_parquet(tmp_path / "c.parquet"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["cdnow", "synthetic-1m"])
+def test_full_sets_give_the_same_features_and_tiers(spark, model, data, tmp_path):
+    """The full CDNOW file and a million synthetic customers: features and scores equal the local
+    engine's (the fast equivalent is the CDNOW sample above)."""
+    from clvtier.data.datasets import write_synthetic
+    from clvtier.pipelines.spark import build_features_spark, score_spark
+
+    source, as_of = tmp_path / "tx.parquet", AS_OF
+    if data == "cdnow":
+        frame = load_cdnow()
+        frame["date"] = frame["date"].astype("datetime64[us]")
+        frame.to_parquet(source, index=False)
+    else:
+        write_synthetic(source, 1_000_000, seed=7)
+        as_of = str(load_transactions(source).last_date)
+    build_features(source, as_of=as_of, output=tmp_path / "fl.parquet")
+    build_features_spark(str(source), as_of=as_of, output=str(tmp_path / "fs.parquet"))
+    assert_same_table(pd.read_parquet(tmp_path / "fl.parquet"), pd.read_parquet(tmp_path / "fs.parquet"))
+    score(model, source, as_of=as_of, output=tmp_path / "sl.parquet", log_to_mlflow=False)
+    score_spark(model, str(source), as_of=as_of, output=str(tmp_path / "ss.parquet"), log_to_mlflow=False)
+    a, b = pd.read_parquet(tmp_path / "sl.parquet"), pd.read_parquet(tmp_path / "ss.parquet")
+    assert_same_table(a, b)
+    for c in ("tier", "at_risk", "tier_reason"):
+        assert a[c].tolist() == b[c].tolist(), c

@@ -38,7 +38,8 @@ class Ranks:
 
     def __init__(self, frame: DataFrame, column: str, partitions: int | None = None):
         spark = frame.sparkSession
-        partitions = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+        # the distinct values are far fewer than the rows: one range per core is enough
+        partitions = partitions or max(2, spark.sparkContext.defaultParallelism)
         counts = frame.groupBy(F.col(column).alias("_value")).agg(F.count("*").alias("_n"))
         kind = counts.schema["_value"].dataType.simpleString()
         local = (counts.repartitionByRange(partitions, "_value").sortWithinPartitions("_value")
