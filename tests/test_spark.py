@@ -276,3 +276,22 @@ def test_full_sets_give_the_same_features_and_tiers(spark, model, data, tmp_path
     assert_same_table(a, b)
     for c in ("tier", "at_risk", "tier_reason"):
         assert a[c].tolist() == b[c].tolist(), c
+
+
+def test_compare_with_spark_features_gives_the_local_summary(spark, new_store, tmp_path):
+    """compare --engine spark: the data read and every feature table computed in Spark give the
+    same comparison (the summary table, bootstrap intervals included) as the local engine."""
+    from clvtier.pipelines.compare import compare
+
+    config = parse_config({
+        "experiment": "spark-compare", "seed": 0, "data": {"dataset": "cdnow_sample"},
+        "split": {"train_cutoff": "1997-07-01", "test_cutoff": "1997-12-30", "horizon": 26},
+        "models": {"bgnbd_gg": {}, "hybrid": {"n_estimators": 20, "learning_rate": 0.1}},
+        "compare": {"draws": 50, "methods": {"rfm": {}, "abc4": {}, "value-matrix": {}}}})
+    uri = new_store(tmp_path)
+    local = compare(config, output=tmp_path / "l.html", tracking_uri=uri, log_to_mlflow=False)
+    remote = compare(config, output=tmp_path / "s.html", tracking_uri=uri, log_to_mlflow=False,
+                     engine="spark")
+    pd.testing.assert_frame_equal(local.summary, remote.summary, check_exact=False, rtol=0, atol=1e-9)
+    a, b = pd.read_csv(tmp_path / "l_summary.csv"), pd.read_csv(tmp_path / "s_summary.csv")
+    pd.testing.assert_frame_equal(a, b)

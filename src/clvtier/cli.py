@@ -539,6 +539,9 @@ def compare_command(
     tracking_uri: TrackingOpt = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log a compare run to "
                                                                       "MLflow.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="Where the data are read and the feature tables computed: duckdb (this machine) or spark "
+             "(the tables are then collected; segmentations and models run on them here).")] = "duckdb",
 ):
     """Judge rule-based, learned and model-based segmentations on what happened next: holdout
     revenue captured (with bootstrap intervals), churn per segment, agreement and stability."""
@@ -548,12 +551,14 @@ def compare_command(
         from clvtier.pipelines.compare import compare
         from clvtier.report.compare import verdict
         from clvtier.segment.labels import check_lang
+        from clvtier.spark.session import check_engine
 
         check_lang(lang)
+        check_engine(engine)
         overrides = list(set_ or ()) + ([f"split.origins={origins}"] if origins is not None else [])
         cfg = load_config(config, overrides)
         result = compare(cfg, output=output, lang=lang, tracking_uri=tracking_uri,
-                         log_to_mlflow=not no_tracking, progress=_progress())
+                         log_to_mlflow=not no_tracking, progress=_progress(), engine=engine)
         for warning in result.label_warnings:
             typer.echo(f"label check: {warning}", err=True)
         typer.echo("")

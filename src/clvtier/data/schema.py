@@ -169,6 +169,13 @@ class Transactions:
     ids_normalized: int = 0
     amount_derived: str | None = None
 
+    #: The SQL spelling of this engine (the feature queries are written once for both)
+    dialect = DUCKDB
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """The result of a query over ``tx``, ``day`` and ``netting`` as a DataFrame."""
+        return self.con.sql(sql).df()
+
     @property
     def optional_columns(self) -> tuple[str, ...]:
         """Mapped columns beyond the required ones that become features (line-item prices only

@@ -37,7 +37,7 @@ def window_length(horizon: float, time_unit: str) -> dt.timedelta:
 
 
 def _as_transactions(data) -> Transactions:
-    if isinstance(data, Transactions):
+    if hasattr(data, "query") and hasattr(data, "dialect"):  # validated, by either engine
         return data
     return load_transactions(data)
 
@@ -80,7 +80,8 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     Parameters
     ----------
     data : Transactions, DataFrame or path
-        Transactions; anything but :class:`Transactions` is loaded and validated first.
+        Transactions; anything but :class:`Transactions` (or the Spark engine's
+        ``SparkTransactions``) is loaded and validated first.
     as_of : date-like, optional
         Last day of history, inclusive. Default: the last valid transaction date.
     time_unit : {"days", "weeks"}, default="days"
@@ -90,9 +91,9 @@ def btyd_summary(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
     unit = unit_days(time_unit)
     sql = f"""
         WITH daily AS ({_days(tx, as_of)})
-        SELECT customer_id, {_btyd_columns(as_of, unit)}
+        SELECT customer_id, {_btyd_columns(as_of, unit, tx.dialect)}
         FROM daily GROUP BY customer_id ORDER BY customer_id"""
-    return _finish(tx.con.sql(sql).df(), as_of, time_unit)
+    return _finish(tx.query(sql), as_of, time_unit)
 
 
 def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFrame:
@@ -115,7 +116,7 @@ def customer_features(data, *, as_of=None, time_unit: str = "days") -> pd.DataFr
     """
     tx = _as_transactions(data)
     as_of = tx.resolve_as_of(as_of)
-    return finish_features(tx.con.sql(features_sql(tx, as_of, time_unit)).df(), as_of, time_unit)
+    return finish_features(tx.query(features_sql(tx, as_of, time_unit, tx.dialect)), as_of, time_unit)
 
 
 def features_sql(tx: Transactions, as_of: dt.date, time_unit: str, d: Dialect = DUCKDB,
@@ -198,12 +199,12 @@ def calibration_holdout(data, *, calibration_end, observation_end,
         raise InputError("observation_end", f"must be after calibration_end {cal}; got {obs}")
     features = customer_features(tx, as_of=cal, time_unit=time_unit)
     unit = unit_days(time_unit)
-    holdout = tx.con.sql(f"""
+    holdout = tx.query(f"""
         SELECT customer_id, count(*) AS holdout_frequency,
                CAST(sum(purchases) AS BIGINT) AS holdout_purchases,
                {exact_sum("amount")} AS holdout_spend,
                {exact_sum("amount")} / sum(n_rows) AS holdout_monetary_value
-        FROM ({_days(tx, obs, start=cal)}) GROUP BY customer_id""").df()
+        FROM ({_days(tx, obs, start=cal)}) GROUP BY customer_id""")
     out = features.merge(holdout, on="customer_id", how="left", validate="one_to_one")
     out["holdout_frequency"] = out["holdout_frequency"].fillna(0).astype("int64")
     out["holdout_purchases"] = out["holdout_purchases"].fillna(0).astype("int64")

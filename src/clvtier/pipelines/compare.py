@@ -380,9 +380,12 @@ def compare(
     tracking_uri: str | None = None,
     log_to_mlflow: bool = True,
     progress: Callable[[str, float | None], None] | None = None,
+    engine: str = "duckdb",
 ) -> CompareResult:
     """Run the comparison; write ``output`` (HTML) with ``<stem>_summary.csv`` and
-    ``<stem>_segments.csv`` beside it when given; log a ``compare`` run unless told not to."""
+    ``<stem>_segments.csv`` beside it when given; log a ``compare`` run unless told not to.
+    ``engine="spark"`` reads the data and computes every feature table in Spark (collected to
+    the driver: the segmentations run on the customer tables)."""
     from clvtier.report.compare import check_report_path, write_report
     from clvtier.tracking.runs import log_compare
 
@@ -393,7 +396,7 @@ def compare(
     step = Steps(progress)
     uri = use_tracking_uri(resolve_tracking_uri(tracking_uri)) if log_to_mlflow else None
     with step(STEPS[0]):
-        prepared = training.prepare(config)
+        prepared = training.prepare(config, engine)
     with step(STEPS[1]):
         training.features(prepared)
     with step(STEPS[2]):

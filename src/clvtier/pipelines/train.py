@@ -233,8 +233,14 @@ def data_source(cfg: DataConfig):
     return cfg.path
 
 
-def load_data(cfg: DataConfig) -> Transactions:
-    """The transactions a config names, read and validated."""
+def load_data(cfg: DataConfig, engine: str = "duckdb") -> Transactions:
+    """The transactions a config names, read and validated by the local engine, or by Spark
+    (``engine="spark"``: the feature tables are then computed in Spark and collected)."""
+    if engine == "spark":
+        from clvtier.spark import spark_session
+        from clvtier.spark.load import load_spark
+
+        return load_spark(spark_session(), data_source(cfg), cfg.spec)
     return load_transactions(data_source(cfg), cfg.spec)
 
 
@@ -256,9 +262,9 @@ def config_digest(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(config: ExperimentConfig) -> Prepared:
+def prepare(config: ExperimentConfig, engine: str = "duckdb") -> Prepared:
     """Load and validate the data; the protocol, policy and fingerprint (no features yet)."""
-    tx = load_data(config.data)
+    tx = load_data(config.data, engine)
     return Prepared(
         transactions=tx,
         accounting=tx.accounting(),

@@ -10,9 +10,13 @@ returns) is the same rule written with window functions, which Spark runs per ke
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
 
 from clvtier.data.dialect import SPARK
 from clvtier.data.io import LoadSpec, sql_ident
@@ -57,9 +61,26 @@ class SparkTransactions:
     ids_normalized: int = 0
     amount_derived: str | None = None
 
+    dialect = SPARK
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """A (small) query result collected to the driver as a DataFrame, in the query's order."""
+        return self.spark.sql(sql).toArrow().to_pandas()
+
     @property
     def optional_columns(self) -> tuple[str, ...]:
         return feature_columns(self.columns)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the used rows' values and positions (Spark's xxhash64: it differs from
+        the local engine's fingerprint of the same data)."""
+        cols = ", ".join(sql_ident(c) for c in ("source_line", *self.columns))
+        row = self.spark.sql(f"SELECT count(*), sum(CAST(xxhash64({cols}) AS DECIMAL(38, 0))), "
+                             f"bit_xor(xxhash64({cols})), min(source_line), max(source_line) "
+                             "FROM tx WHERE status = 'ok'").collect()[0]
+        digest = hashlib.sha256(("spark:" + ":".join(map(str, row))).encode())
+        digest.update(",".join(self.columns).encode())
+        return digest.hexdigest()
 
     def resolve_as_of(self, as_of) -> dt.date:
         return self.last_date if as_of is None else to_date(as_of, what="as_of")
@@ -103,6 +124,9 @@ class SparkTransactions:
 def read_spark(spark, source, spec: LoadSpec):
     """The source as a Spark DataFrame of uninterpreted columns, its name, kind and the malformed
     CSV lines (a DataFrame of ``source_line, raw_line``)."""
+    if isinstance(source, pd.DataFrame):  # a built-in dataset: small, handed to Spark as it is
+        frame = spark.createDataFrame(pa.Table.from_pandas(_microseconds(source), preserve_index=False))
+        return _number_rows(spark, frame, first=1), "<DataFrame>", "frame", _no_malformed(spark)
     text = str(source)
     if text.startswith("table:"):
         name, kind = text[len("table:"):], "table"
@@ -133,9 +157,22 @@ def read_spark(spark, source, spec: LoadSpec):
                                                                      f"{_CORRUPT} AS raw_line")
         frame = frame.where(f"{_CORRUPT} IS NULL").drop(_CORRUPT)
     else:
-        malformed = spark.sql("SELECT CAST(NULL AS BIGINT) AS source_line, CAST(NULL AS STRING) AS raw_line "
-                              "WHERE false")
+        malformed = _no_malformed(spark)
     return frame, name, kind, malformed
+
+
+def _no_malformed(spark):
+    return spark.sql("SELECT CAST(NULL AS BIGINT) AS source_line, CAST(NULL AS STRING) AS raw_line "
+                     "WHERE false")
+
+
+def _microseconds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Spark reads timestamps in microseconds (pandas' nanoseconds fail)."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[c]):
+            out[c] = out[c].astype(str(out[c].dtype).replace("ns", "us"))
+    return out
 
 
 def _spark_read(reader, method: str, path: str):
