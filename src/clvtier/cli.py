@@ -599,7 +599,7 @@ def score_command(
     lang: Annotated[str, typer.Option(help="Language of labels and actions: en or zh.")] = "en",
     chunk_size: Annotated[int, typer.Option(help="Customers per batch.")] = 250_000,
     memory_limit: Annotated[str | None, typer.Option(
-        help="DuckDB memory limit; past it DuckDB spills to a scratch folder beside the output.")] = "4GB",
+        help="DuckDB memory limit; past it DuckDB spills to a scratch folder beside the output.")] = "6GB",
     tracking_uri: TrackingOpt = None,
     no_tracking: Annotated[bool, typer.Option(
         "--no-tracking", help="Do not log the run to MLflow (for batch jobs that must not depend on "
