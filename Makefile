@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_score.py
 	$(PY) benchmarks/bench_refit.py
 	$(PY) benchmarks/bench_returns.py
+	$(PY) benchmarks/bench_scale.py
 
 # Re-run the notebooks on the full CDNOW data and save them with their outputs (about 3 minutes).
 notebooks: $(STAMP)

@@ -109,6 +109,18 @@ def test_features_accounting_and_rejects_equal_the_local_engine(spark, files, ki
         assert a[cols].astype(str).equals(b[cols].astype(str))
 
 
+def test_a_catalogue_table_reads_like_its_file(spark, files, tmp_path):
+    from clvtier.pipelines.spark import build_features_spark
+
+    spark.read.parquet(str(files["parquet"])).createOrReplaceTempView("cdnow_tx")
+    table = build_features_spark("table:cdnow_tx", as_of=AS_OF, output=str(tmp_path / "t.parquet"))
+    path = build_features_spark(str(files["parquet"]), as_of=AS_OF, output=str(tmp_path / "p.parquet"))
+    assert table.accounting.rows_used == path.accounting.rows_used
+    assert_same_table(pd.read_parquet(tmp_path / "p.parquet"), pd.read_parquet(tmp_path / "t.parquet"))
+    with pytest.raises(InputError, match="table:no_such_table"):
+        build_features_spark("table:no_such_table", as_of=AS_OF, output=str(tmp_path / "n.parquet"))
+
+
 def test_features_under_drop_duplicates_and_quarantined_returns(spark, files, tmp_path):
     from clvtier.pipelines.spark import build_features_spark
 

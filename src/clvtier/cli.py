@@ -94,7 +94,7 @@ InputOpt = Annotated[str, typer.Option("--input", "-i", help="Transactions: .csv
                                        show_default=False)]
 
 EngineOpt = Annotated[str, typer.Option(
-    help="duckdb: this machine (default). spark: Apache Spark (pip install 'clvtier[spark]', Java 17), "
+    help="duckdb: this machine (default). spark: Apache Spark (pip install 'clvtier\\[spark]', Java 17), "
          "same answers; outputs are Parquet datasets (folders).")]
 MasterOpt = Annotated[str | None, typer.Option(
     "--spark-master", help="Spark master URL for --engine spark (spark://host:7077, yarn, local[4]). "

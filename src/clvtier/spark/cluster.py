@@ -78,11 +78,11 @@ def standalone(workers: int = 2, cores: int = 1, memory: str = "2g", timeout: fl
         scratch.cleanup()
 
 
-def submit(master: str, args: list[str], *, executor_memory: str = "1g", shuffle_partitions: int = 8,
-           conf: dict | None = None, timeout: float = 3600) -> subprocess.CompletedProcess:
-    """Run ``clvtier <args>`` with ``spark-submit`` on ``master`` (client mode; executors run this
-    interpreter, which holds clvtier and its dependencies). Spark's default of 200 shuffle
-    partitions is meant for large clusters: a few per core is right here."""
+def submit_command(master: str, args: list[str], *, executor_memory: str = "1g",
+                   shuffle_partitions: int = 8, conf: dict | None = None) -> list[str]:
+    """The ``spark-submit`` command running ``clvtier <args>`` on ``master`` (client mode;
+    executors run this interpreter, which holds clvtier and its dependencies). Spark's default of
+    200 shuffle partitions is meant for large clusters: a few per core is right here."""
     import clvtier
 
     entry = Path(clvtier.__file__).with_name("__main__.py")
@@ -92,8 +92,13 @@ def submit(master: str, args: list[str], *, executor_memory: str = "1g", shuffle
     command = [str(spark_home() / "bin" / "spark-submit"), "--master", master]
     for key, value in settings.items():
         command += ["--conf", f"{key}={value}"]
+    return [*command, str(entry), *args]
+
+
+def submit(master: str, args: list[str], *, timeout: float = 3600, **options) -> subprocess.CompletedProcess:
+    """Run :func:`submit_command` and wait for it."""
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
-    return subprocess.run([*command, str(entry), *args], capture_output=True, text=True, env=env,
+    return subprocess.run(submit_command(master, args, **options), capture_output=True, text=True, env=env,
                           timeout=timeout)
 
 
