@@ -213,11 +213,14 @@ def main() -> None:
             gain = results["cluster-1", job]["seconds"] / results["cluster-2", job]["seconds"]
             print(f"{job}: two workers {gain:.2f}x the throughput of one")
     targets = {}
-    if ("local", "features") in results:
-        targets["local features of 100M transactions under 60 s"] = (
-            rows < 9e7 or results["local", "features"]["seconds"] < 60)
-    if ("local", "score") in results:
-        targets["local score under 150 s"] = results["local", "score"]["seconds"] < 150
+    full = rows >= 9e7  # the local targets are set for about 100M transactions
+    if ("local", "features") in results and full:
+        seconds = results["local", "features"]["seconds"]
+        targets["local features of 100M transactions under 60 s"] = seconds < 60
+    if ("local", "score") in results and full:
+        targets["local score of 10M customers under 150 s"] = results["local", "score"]["seconds"] < 150
+    if not full:
+        print(f"  (the local targets are for about 100M transactions; this run has {rows:,})")
     if ("spark", "features") in results and ("local", "features") in results:
         targets["Spark local[2] features within 4x of local"] = (
             results["spark", "features"]["seconds"] <= 4 * results["local", "features"]["seconds"])
