@@ -2,7 +2,7 @@
 
 The job never holds the transactions or the full customer table in pandas:
 
-1. DuckDB reads and validates the file into a scratch database on disk (it spills to disk
+1. DuckDB reads and validates the file into an in-memory scratch database (it spills to disk
    when the data outgrow ``memory_limit``) and computes every customer's features and the RFM
    scores over the whole population (window functions).
 2. Customers stream out in ``chunk_size`` batches ordered by id; each batch is scored by the
