@@ -23,13 +23,12 @@ from clvtier.data.io import LoadSpec, sql_ident
 from clvtier.data.schema import (
     AMOUNT_PLACES,
     Accounting,
+    Transactions,
     amounts_sql,
     check_return_options,
     day_table_sql,
-    feature_columns,
     integral_ids_sql,
     line_amount_text,
-    to_date,
     typed_rows_sql,
 )
 from clvtier.errors import EmptyInputError, InputError
@@ -67,9 +66,10 @@ class SparkTransactions:
         """A (small) query result collected to the driver as a DataFrame, in the query's order."""
         return self.spark.sql(sql).toArrow().to_pandas()
 
-    @property
-    def optional_columns(self) -> tuple[str, ...]:
-        return feature_columns(self.columns)
+    # what depends only on the columns and dates is the local engine's own
+    optional_columns = Transactions.optional_columns
+    resolve_as_of = Transactions.resolve_as_of
+    stale_as_of = Transactions.stale_as_of
 
     def fingerprint(self) -> str:
         """SHA-256 over the used rows' values and positions (Spark's xxhash64: it differs from
@@ -81,16 +81,6 @@ class SparkTransactions:
         digest = hashlib.sha256(("spark:" + ":".join(map(str, row))).encode())
         digest.update(",".join(self.columns).encode())
         return digest.hexdigest()
-
-    def resolve_as_of(self, as_of) -> dt.date:
-        return self.last_date if as_of is None else to_date(as_of, what="as_of")
-
-    def stale_as_of(self, as_of, days: int = 365) -> str | None:
-        gap = (self.resolve_as_of(as_of) - self.last_date).days
-        if gap <= days:
-            return None
-        return (f"as_of {self.resolve_as_of(as_of)} is {gap:,} days after the last transaction "
-                f"({self.last_date}): recency, churn and tiers at such a date say little")
 
     def accounting(self, as_of=None) -> Accounting:
         as_of = self.resolve_as_of(as_of)
