@@ -307,3 +307,23 @@ def test_compare_with_spark_features_gives_the_local_summary(spark, new_store, t
     pd.testing.assert_frame_equal(local.summary, remote.summary, check_exact=False, rtol=0, atol=1e-9)
     a, b = pd.read_csv(tmp_path / "l_summary.csv"), pd.read_csv(tmp_path / "s_summary.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_failed_mlflow_run_leaves_the_earlier_tiers_in_place(spark, files, model, tmp_path, monkeypatch):
+    import clvtier.pipelines.spark as job
+    from clvtier.errors import TrackingError
+
+    output = tmp_path / "tiers.parquet"
+    job.score_spark(model, str(files["parquet"]), as_of=AS_OF, output=str(output), log_to_mlflow=False)
+    before = pd.read_parquet(output)
+
+    def fail(*args, **kwargs):
+        raise TrackingError("the tracking store went away")
+
+    monkeypatch.setattr(job, "log_scoring", fail)
+    monkeypatch.setattr(job, "use_tracking_uri", lambda uri: uri)
+    with pytest.raises(TrackingError):
+        job.score_spark(model, str(files["parquet"]), as_of="1997-06-30", output=str(output),
+                        tracking_uri=f"sqlite:///{tmp_path}/unused.db")
+    pd.testing.assert_frame_equal(pd.read_parquet(output), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiers.parquet"]

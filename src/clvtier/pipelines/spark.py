@@ -11,7 +11,6 @@ Arrow batch on the executors by the local engine's own :func:`predict_chunk` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -61,25 +60,18 @@ def build_features_spark(source, *, as_of, output, time_unit: str = "days", spec
                           Path(target) if accounting.rows_quarantined else None, notes)
 
 
-@dataclass(frozen=True)
-class SparkScoreOptions:
-    as_of: object
-    output: str
-    lang: str = "en"
-    master: str | None = None
-
-
 def score_spark(model, source, *, as_of, output, spec: LoadSpec | None = None, policy=None, lang: str = "en",
                 log_to_mlflow: bool = True, tracking_uri: str | None = None, master: str | None = None,
                 progress: Callable[[str, float | None], None] | None = None) -> ScoreResult:
     """:func:`clvtier.pipelines.score.score` on Spark: the same columns and values, written as a
-    Parquet dataset ordered by customer id."""
+    Parquet dataset ordered by customer id, moved into place only once every step (the MLflow run
+    included) has succeeded."""
     from clvtier.spark import spark_session
     from clvtier.spark.features import features_frame, with_rfm_scores
     from clvtier.spark.load import checkpoint, load_spark
-    from clvtier.spark.output import write_dataset
+    from clvtier.spark.output import staged_dataset
 
-    o = SparkScoreOptions(as_of, _check_output(output), lang, master)
+    output = _check_output(output)
     day = to_date(as_of, what="as_of")
     step = Steps(progress)
     uri = resolve_tracking_uri(tracking_uri)
@@ -98,17 +90,18 @@ def score_spark(model, source, *, as_of, output, spec: LoadSpec | None = None, p
     with step("predict"):
         predictions = checkpoint(predict(features, loaded.model, policy, day))
         customers = predictions.count()
-    with step("tier and write"):
-        fitted, ranked, ranks = fit_policy(predictions, policy, customers)
-        write_dataset(assign(ranked, fitted, loaded, o.lang, ranks).orderBy("_key").drop("_key"), o.output)
-        tiers = tier_table(spark.read.parquet(o.output), fitted, o.lang)
-    result = ScoreResult(output=Path(o.output), model=loaded, policy=policy, cutoffs=fitted.summary(),
-                         accounting=accounting, customers=customers, tiers=tiers, seconds=step.seconds,
-                         notes=[*fitted.warnings, *filter(None, [stx.stale_as_of(day)])])
-    if log_to_mlflow:
-        with step("log to MLflow"):
-            result.tracking_uri = uri
-            result.run_id = log_scoring(result, uri=uri, params=_params(result, source, day))
+    with staged_dataset(spark, output) as staged:
+        with step("tier and write"):
+            fitted, ranked, ranks = fit_policy(predictions, policy, customers)
+            assign(ranked, fitted, loaded, lang, ranks).orderBy("_key").drop("_key").write.parquet(staged)
+            tiers = tier_table(spark.read.parquet(staged), fitted, lang)
+        result = ScoreResult(output=Path(output), model=loaded, policy=policy, cutoffs=fitted.summary(),
+                             accounting=accounting, customers=customers, tiers=tiers, seconds=step.seconds,
+                             notes=[*fitted.warnings, *filter(None, [stx.stale_as_of(day)])])
+        if log_to_mlflow:
+            with step("log to MLflow"):
+                result.tracking_uri = uri
+                result.run_id = log_scoring(result, uri=uri, params=_params(result, source, day))
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pyarrow as pa
 
 from clvtier.errors import InputError
@@ -39,19 +41,19 @@ def map_pandas(frame, fn, sample_rows: int = 8):
     return frame.mapInArrow(run, from_arrow_schema(schema))
 
 
-def write_dataset(frame, path: str) -> str:
-    """Write ``frame`` as a Parquet dataset (a folder of part files) at ``path``, atomically: it is
-    written under a hidden staging name and renamed onto ``path`` only once complete, so a failed
-    job leaves any earlier output in place and never a partial one. Works on any Hadoop file
-    system (local, HDFS, S3A...)."""
-    spark = frame.sparkSession
+@contextmanager
+def staged_dataset(spark, path: str):
+    """Yield a hidden staging path beside ``path`` to write a dataset to; once the block succeeds,
+    rename it onto ``path`` (replacing an earlier dataset), else delete it: a failed job leaves
+    any earlier output in place and never a partial one. Works on any Hadoop file system (local,
+    HDFS, S3A...)."""
     jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path
     target = hpath(str(path))
     fs = target.getFileSystem(conf)
     staged = hpath(unique_path(str(path), "staging"))
     try:
-        frame.write.mode("error").parquet(staged.toString())
+        yield staged.toString()
         replaced = None
         if fs.exists(target):
             replaced = hpath(unique_path(str(path), "replaced"))
@@ -65,7 +67,14 @@ def write_dataset(frame, path: str) -> str:
     finally:
         if fs.exists(staged):
             fs.delete(staged, True)
+
+
+def write_dataset(frame, path: str) -> str:
+    """Write ``frame`` as a Parquet dataset (a folder of part files) at ``path``, atomically
+    (:func:`staged_dataset`)."""
+    with staged_dataset(frame.sparkSession, path) as staged:
+        frame.write.mode("error").parquet(staged)
     return str(path)
 
 
-__all__ = ["map_pandas", "write_dataset"]
+__all__ = ["map_pandas", "staged_dataset", "write_dataset"]
