@@ -26,17 +26,24 @@ HOSTILE = (",1997-01-01,1,5\n42,notadate,1,5\n42,1997-02-01,1,abc\n42,1997-02-01
            "42,1997-02-01,1,1e400\n42,1997-02-01\n7,1997-03-01,1,-3.5\n7,1997-03-01,1,-3.5\n")
 
 
-def _require_spark():
-    if os.environ.get("CLVTIER_REQUIRE_SPARK") == "1":
-        return
+def _require_spark(java: bool = True):
+    """Skip without pyspark (or Java 17) on a developer's machine; with CLVTIER_REQUIRE_SPARK=1
+    (CI) fail instead, so these tests always run there."""
+    required = os.environ.get("CLVTIER_REQUIRE_SPARK") == "1"
+    missing = None
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        pytest.skip("pyspark not installed: pip install 'clvtier[spark]'")
-    from clvtier.spark.session import java_version
+        missing = "pyspark not installed: pip install 'clvtier[spark]'"
+    if missing is None and java:
+        from clvtier.spark.session import java_version
 
-    if (java_version() or 0) < 17:
-        pytest.skip("Java 17 not installed")
+        if (java_version() or 0) < 17:
+            missing = "Java 17 not installed"
+    if missing:
+        if required:
+            pytest.fail(f"CLVTIER_REQUIRE_SPARK=1 but {missing}")
+        pytest.skip(missing)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +243,7 @@ def test_unsupported_options_and_outputs_are_one_line_errors(spark, files, tmp_p
 
 
 def test_missing_java_is_a_one_line_error_naming_the_install(tmp_path, files):
-    pytest.importorskip("pyspark")
+    _require_spark(java=False)
     env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java"), "PATH": os.path.dirname(sys.executable)}
     run = subprocess.run([sys.executable, "-m", "clvtier", "features", "-i", str(files["csv"]),
                           "--as-of", AS_OF, "-o", str(tmp_path / "f.parquet"), "--engine", "spark"],
