@@ -30,6 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
@@ -210,6 +211,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _ParquetAppender:
+    """Appends tables to a Parquet file on a background thread (Arrow's writer releases the GIL),
+    so that the next chunk is computed while this one is encoded and written; tables are written
+    in the order given, at most ``pending`` waiting. An error in the writer is raised by the
+    next :meth:`write` or by :meth:`close`."""
+
+    def __init__(self, path, pending: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.path, self.pending = path, pending
+        self.writer: pq.ParquetWriter | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clvtier-parquet")
+        self.futures: list = []
+
+    def _write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+
+    def write(self, table: pa.Table) -> None:
+        while len(self.futures) >= self.pending:
+            self.futures.pop(0).result()
+        self.futures.append(self.pool.submit(self._write, table))
+
+    def close(self) -> None:
+        try:
+            for f in self.futures:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.writer is not None:
+                self.writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def score(
     model: str | LoadedModel,
     source,
@@ -292,6 +333,8 @@ def score(
                 tx, accounting = read(source, spec, day, con)
             with step("features"):
                 features(con, tx, day, loaded.model.time_unit, salt)
+                # only the feature table is read from here on: free the rows and the day table
+                con.execute("DROP TABLE tx; DROP TABLE day")
             with step("predict"):
                 predictions = scratch / "predictions.parquet"
                 customers = _predict(con, loaded.model, policy, day, predictions, o)
@@ -363,19 +406,12 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
     the output) is ordered by them and its row order says nothing about the raw ids."""
     chunk_size = o.chunk_size
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
-    writer = None
     customers = 0
-    try:
+    with _ParquetAppender(path) as out:
         for batch in _rebatch(reader, chunk_size):
             features = finish_features(batch.to_pandas(), day, model.time_unit)
-            table = pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-            customers += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
+            out.write(pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False))
+            customers += batch.num_rows
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
     return customers
@@ -400,18 +436,22 @@ def predict_chunk(features: pd.DataFrame, model: TieringModel, policy: TierPolic
     return out
 
 
-def tier_chunk(frame: pd.DataFrame, fitted, loaded: LoadedModel, lang: str, ranks: dict | None = None):
-    """The output rows (:data:`SCORE_COLUMNS`) for some scored rows and a fitted policy: the one
-    definition of tier, reason and action text, for every engine."""
-    segment_labels = {s.code: getattr(s.label, lang) or s.label.en for s in RFM10.segments}
-    verdict = fitted.assign(frame, lang=lang, ranks=ranks)
-    out = frame[list(OUTPUT_COLUMNS)].copy()
-    out.insert(_SEGMENT_AT, "rfm_segment_label", out["rfm_segment"].map(segment_labels))
-    for c in verdict.columns:
-        out[c] = verdict[c].to_numpy()
-    out["model_name"] = loaded.name
-    out["model_version"] = loaded.version
-    out["policy"] = fitted.policy.label
+def tier_chunk(table: pa.Table, fitted, loaded: LoadedModel, lang: str, ranks: dict | None = None) -> pa.Table:
+    """The output rows (:data:`SCORE_COLUMNS`) for some scored rows (an Arrow table of
+    :func:`predict_chunk`'s columns) and a fitted policy: the one definition of tier, reason and
+    action text, for every engine."""
+    segments = RFM10.segments
+    labels = pa.array([getattr(s.label, lang) or s.label.en for s in segments], pa.large_string())
+    codes = pa.array([s.code for s in segments], pa.large_string())
+    out = table.select(list(OUTPUT_COLUMNS))
+    segment = pc.index_in(out["rfm_segment"].cast(pa.large_string()), value_set=codes)
+    out = out.add_column(_SEGMENT_AT, "rfm_segment_label", labels.take(segment))
+    verdict = fitted.assign(table, lang=lang, ranks=ranks, arrow=True)
+    for c in verdict.column_names:
+        out = out.append_column(c, verdict[c])
+    for c, value in (("model_name", loaded.name), ("model_version", loaded.version),
+                     ("policy", fitted.policy.label)):
+        out = out.append_column(c, pa.repeat(pa.scalar(str(value), pa.large_string()), len(out)))
     return out
 
 
@@ -438,28 +478,28 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     at_risk = np.zeros(len(codes), dtype=np.int64)
     predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
     past: list[list[float]] = [[] for _ in codes]
-    writer = None
     lang = o.lang
-    for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
-        out = tier_chunk(batch.to_pandas(), fitted, loaded, lang)
-        for i, code in enumerate(codes):
-            rows = (out["tier"] == code).to_numpy()
-            customers[i] += rows.sum()
-            at_risk[i] += out["at_risk"].to_numpy()[rows].sum()
-            predicted[i].append(math.fsum(out["predicted_clv"].to_numpy()[rows]))
-            past[i].append(math.fsum(out["monetary_total"].to_numpy()[rows]))
-        if fmt == "csv":
-            (spreadsheet_safe(out) if o.escape_formulas else out).to_csv(
-                output, index=False, header=writer is None, mode="w" if writer is None else "a"
-            )
-            writer = True
-        else:
-            table = pa.Table.from_pandas(out, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(output, table.schema)
-            writer.write_table(table)
-    if fmt == "parquet" and writer is not None:
-        writer.close()
+    with contextlib.ExitStack() as stack:
+        appender = stack.enter_context(_ParquetAppender(output)) if fmt == "parquet" else None
+        header = True
+        for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
+            out = tier_chunk(pa.Table.from_batches([batch]), fitted, loaded, lang)
+            tier = out["tier"].to_numpy()
+            risky = out["at_risk"].to_numpy()
+            clv, spend = out["predicted_clv"].to_numpy(), out["monetary_total"].to_numpy()
+            for i, code in enumerate(codes):
+                rows = tier == code
+                customers[i] += rows.sum()
+                at_risk[i] += risky[rows].sum()
+                predicted[i].append(math.fsum(clv[rows]))
+                past[i].append(math.fsum(spend[rows]))
+            if appender is not None:
+                appender.write(out)
+                continue
+            frame = out.to_pandas()
+            (spreadsheet_safe(frame) if o.escape_formulas else frame).to_csv(
+                output, index=False, header=header, mode="w" if header else "a")
+            header = False
     predicted_sum = np.array([math.fsum(s) for s in predicted])
     past_sum = np.array([math.fsum(s) for s in past])
     return pd.DataFrame(

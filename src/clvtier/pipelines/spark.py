@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from clvtier.data import LoadSpec, to_date
 from clvtier.errors import InputError
@@ -154,15 +155,14 @@ def fit_policy(predictions, policy: TierPolicy, n: int):
 
 def assign(ranked, fitted: FittedPolicy, loaded, lang: str, ranks: dict[str, str]):
     """The output rows, by the local engine's :func:`tier_chunk`, per batch on the executors."""
-    from clvtier.spark.output import map_pandas
+    from clvtier.spark.output import map_arrow
 
-    def run(frame: pd.DataFrame) -> pd.DataFrame:
-        given = {c: frame[r].to_numpy() for c, r in ranks.items()} or None
-        out = tier_chunk(frame, fitted, loaded, lang, ranks=given)
-        out["_key"] = frame["_key"].to_numpy()
-        return out
+    def run(table: pa.Table) -> pa.Table:
+        given = {c: table[r].to_numpy() for c, r in ranks.items()} or None
+        out = tier_chunk(table, fitted, loaded, lang, ranks=given)
+        return out.append_column("_key", table["_key"])
 
-    return map_pandas(ranked, run)
+    return map_arrow(ranked, run)
 
 
 def tier_table(output, fitted: FittedPolicy, lang: str) -> pd.DataFrame:

@@ -11,9 +11,10 @@ from clvtier.spark.load import unique_path
 
 
 def _arrow(frame, schema: pa.Schema | None = None) -> pa.Table:
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    """A pandas DataFrame or Arrow table in Spark's Arrow types (or in ``schema``)."""
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     if schema is not None:
-        return table
+        return table.cast(schema)
     fields = []
     for f in table.schema:  # Spark holds timestamps in microseconds and strings as plain strings
         kind = f.type
@@ -27,16 +28,22 @@ def _arrow(frame, schema: pa.Schema | None = None) -> pa.Table:
 
 def map_pandas(frame, fn, sample_rows: int = 8):
     """``frame`` with ``fn`` (pandas DataFrame -> pandas DataFrame, row by row) applied to every
-    Arrow batch on the executors. The output schema is ``fn``'s on the first rows, so ``frame``
-    should be cheap to sample (persisted)."""
+    Arrow batch on the executors (see :func:`map_arrow`)."""
+    return map_arrow(frame, lambda table: fn(table.to_pandas()), sample_rows)
+
+
+def map_arrow(frame, fn, sample_rows: int = 8):
+    """``frame`` with ``fn`` (Arrow table -> Arrow table or pandas DataFrame, row by row) applied
+    to every Arrow batch on the executors. The output schema is ``fn``'s on the first rows, so
+    ``frame`` should be cheap to sample (persisted)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    schema = _arrow(fn(frame.limit(sample_rows).toArrow().to_pandas())).schema
+    schema = _arrow(fn(frame.limit(sample_rows).toArrow())).schema
 
     def run(batches):
         for batch in batches:
             if batch.num_rows:
-                yield from _arrow(fn(batch.to_pandas()), schema).to_batches()
+                yield from _arrow(fn(pa.Table.from_batches([batch])), schema).to_batches()
 
     return frame.mapInArrow(run, from_arrow_schema(schema))
 

@@ -27,10 +27,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clvtier.errors import InputError
+from clvtier.tiering.text import format_rows
 
 BUILTIN = ("corporate4", "abc4_clv", "clv_cs")
 DEFAULT = "corporate4"
@@ -310,10 +313,11 @@ class FittedPolicy:
             ok &= _OPS[c.op](values[c.column], self.threshold(c))
         return ok
 
-    def assign(self, frame: pd.DataFrame, *, lang: str = "en", ranks: dict | None = None) -> pd.DataFrame:
-        """``tier, at_risk, tier_reason, action`` for each row of ``frame`` (same order).
-        ``ranks`` gives each rank input's population rank per row when they were computed
-        elsewhere (the Spark engine); by default they are looked up in the fitted population."""
+    def assign(self, frame, *, lang: str = "en", ranks: dict | None = None, arrow: bool = False):
+        """``tier, at_risk, tier_reason, action`` for each row of ``frame`` (a DataFrame or an Arrow
+        table; same order), as a DataFrame, or as an Arrow table with ``arrow=True``. ``ranks``
+        gives each rank input's population rank per row when they were computed elsewhere (the
+        Spark engine); by default they are looked up in the fitted population."""
         p = self.policy
         values = _columns(frame, p.columns, p.name)
         n = len(frame)
@@ -326,27 +330,36 @@ class FittedPolicy:
             score = self.score(values, ranks)
             tier = np.searchsorted(-np.asarray(self.cuts), -score, side="left")
         at_risk = self._holds(p.at_risk.when, values) if p.at_risk else np.zeros(n, dtype=bool)
-        codes = np.array([t.code for t in p.tiers], dtype=object)
-        actions = np.array([t.action.get(lang) for t in p.tiers], dtype=object)[tier]
+        codes = pa.array([t.code for t in p.tiers], pa.large_string()).take(tier)
+        actions = pa.array([t.action.get(lang) for t in p.tiers], pa.large_string()).take(tier)
         reasons = self._reasons(tier, score, values, ranks, lang)
         if p.at_risk is not None and at_risk.any():
+            flag = pa.array(at_risk)
             risk = self._condition_text(p.at_risk.when, values, at_risk, lang)
-            reasons[at_risk] = reasons[at_risk] + _words(lang)["at_risk"] + risk
-            actions[at_risk] = p.at_risk.action.get(lang) + " " + actions[at_risk]
-        return pd.DataFrame(
-            {"tier": codes[tier], "at_risk": at_risk, "tier_reason": reasons, "action": actions},
-            index=frame.index,
-        )
+            risk = _scatter([risk, pa.repeat(pa.scalar("", pa.large_string()), n - len(risk))],
+                            [np.flatnonzero(at_risk), np.flatnonzero(~at_risk)])
+            reasons = pc.if_else(flag, _concat(reasons, _words(lang)["at_risk"], risk), reasons)
+            actions = pc.if_else(flag, _concat(p.at_risk.action.get(lang) + " ", actions), actions)
+        out = pa.table({"tier": codes, "at_risk": at_risk, "tier_reason": reasons, "action": actions})
+        if arrow:
+            return out
+        frame_index = getattr(frame, "index", None)
+        result = out.to_pandas()
+        if frame_index is not None:
+            result.index = frame_index
+        return result
 
-    def _reasons(self, tier: np.ndarray, score, values, ranks, lang: str = "en") -> np.ndarray:
+    def _reasons(self, tier: np.ndarray, score, values, ranks, lang: str = "en") -> pa.Array:
         p, words = self.policy, _words(lang)
-        out = np.empty(len(tier), dtype=object)
+        texts, where = [], []
         for i, t in enumerate(p.tiers):
             rows = tier == i
             if not rows.any():
                 continue
+            where.append(np.flatnonzero(rows))
             if p.kind == "when":
-                out[rows] = (self._condition_text(t.when, values, rows, lang) if t.when else words["none"])
+                texts.append(self._condition_text(t.when, values, rows, lang) if t.when
+                             else pa.repeat(pa.scalar(words["none"], pa.large_string()), len(where[-1])))
                 continue
             # English names the tier by its code, Chinese by its label (优质客户门槛)
             if i + 1 < len(p.tiers):
@@ -357,8 +370,8 @@ class FittedPolicy:
                 name = above.code if lang != "zh" else above.label.get(lang)
                 bound = words["below"].format(tier=name, cut=_fmt_one(self.cuts[i - 1], p.score.scale))
             template, args = self._score_text(values, ranks, rows, lang)
-            out[rows] = _format(template + bound.replace("{", "{{").replace("}", "}}"), [*args, score[rows]])
-        return out
+            texts.append(_format(template + _braces(bound), [*args, score[rows]]))
+        return _scatter(texts, where)
 
     def _score_text(self, values, ranks, rows: np.ndarray, lang: str = "en") -> tuple[str, list[np.ndarray]]:
         """A format template for the score's explanation and its arguments (score last)."""
@@ -375,14 +388,12 @@ class FittedPolicy:
             args += pair
         return words["score"].format(" + ".join(parts)), args
 
-    def _condition_text(
-        self, conditions: list[Condition], values, rows: np.ndarray, lang: str = "en"
-    ) -> np.ndarray:
+    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray, lang: str = "en") -> pa.Array:
         words, pieces = _words(lang), []
         for c in conditions:
             where = words["quantile"].format(q=c.quantile) if c.quantile is not None else ""
             name = _braces(_name(c.column, lang))
-            pieces.append(f"{name} {{:,.2f}} {c.op} {self.threshold(c):,.2f}{where}")
+            pieces.append(f"{name} {{:,.2f}} {c.op} {_braces(f'{self.threshold(c):,.2f}{where}')}")
         return _format(words["and"].join(pieces), [values[c.column][rows] for c in conditions])
 
     def summary(self) -> dict:
@@ -409,28 +420,48 @@ def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _format(template: str, columns: list[np.ndarray]) -> np.ndarray:
-    """``template.format(*row)`` for each row of ``columns``, as an object array."""
-    lists = [np.asarray(c, dtype=float).tolist() for c in columns]
-    out = np.empty(len(lists[0]) if lists else 0, dtype=object)
-    out[:] = [template.format(*row) for row in zip(*lists, strict=True)]
-    return out
+def _format(template: str, columns: list[np.ndarray]) -> pa.Array:
+    """``template.format(*row)`` for each row of ``columns`` (vectorised, byte for byte Python's)."""
+    return format_rows(template, columns).cast(pa.large_string())
+
+
+def _concat(*parts) -> pa.Array:
+    """Row-wise concatenation of large-string arrays and texts."""
+    return pc.binary_join_element_wise(
+        *(pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts),
+        pa.scalar("", pa.large_string()))
+
+
+def _scatter(texts: list[pa.Array], where: list[np.ndarray]) -> pa.Array:
+    """One array whose rows ``where[i]`` hold ``texts[i]`` (the ``where`` together cover every
+    row once)."""
+    if not texts:
+        return pa.array([], pa.large_string())
+    order = np.concatenate(where)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return pa.concat_arrays([t.cast(pa.large_string()) for t in texts]).take(position)
 
 
 def _fmt_one(value: float, scale: str) -> str:
     return f"{value:.3f}" if scale == "rank" else f"{value:,.2f}"
 
 
-def _columns(frame: pd.DataFrame, columns: list[str], policy: str) -> dict[str, np.ndarray]:
+def _columns(frame, columns: list[str], policy: str) -> dict[str, np.ndarray]:
+    """The policy's columns of a DataFrame or an Arrow table as float arrays, checked finite."""
+    names = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
     out = {}
     for c in columns:
-        if c not in frame.columns:
+        if c not in names:
             raise InputError(
                 f"policy {policy}",
                 f"needs column {c!r}, which the scored table does not "
-                f"have; columns: {', '.join(frame.columns)}",
+                f"have; columns: {', '.join(map(str, names))}",
             )
-        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
+        column = frame[c]
+        if isinstance(column, pa.ChunkedArray):
+            column = column.to_pandas()
+        v = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         bad = ~np.isfinite(v)
         if bad.any():
             raise InputError(
