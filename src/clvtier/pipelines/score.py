@@ -40,7 +40,8 @@ from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
 from clvtier.segment import RFM10
-from clvtier.segment.rfm import rfm_score_sql
+from clvtier.segment.base import RFM_COLUMNS
+from clvtier.segment.rfm import RFMPopulation
 from clvtier.tiering import OUTPUT_COLUMNS, TieringModel
 from clvtier.tiering.monitor import Migration, check_previous, compare, pseudonym_mismatch
 from clvtier.tiering.policy import TierPolicy, load_policy
@@ -168,14 +169,18 @@ def read(source, spec: LoadSpec | None, day, con) -> Accounting:
     return tx, accounting
 
 
-def features(con, tx, day, time_unit: str, salt: str | None = None) -> None:
-    """Every customer's features and population-wide RFM scores, as table ``features`` (the one
-    the scratch database keeps); with ``salt`` its ids are pseudonyms, replaced in the engine after
-    the scores were ranked, so no raw id is stored and scores equal an unpseudonymised run's."""
-    scored = f"SELECT *, {rfm_score_sql()} FROM ({features_sql(tx, day, time_unit)})"
+def features(con, tx, day, time_unit: str, salt: str | None = None) -> RFMPopulation:
+    """Every customer's features as table ``features`` (the one the scratch database keeps), and
+    the population their RFM scores rank against; with ``salt`` its ids are pseudonyms, replaced
+    in the engine, so no raw id is stored (scores do not depend on ids)."""
+    table = features_sql(tx, day, time_unit, ordered=False)
     if salt is not None:
-        scored = f"SELECT * REPLACE ({pseudonym_sql('customer_id', salt)} AS customer_id) FROM ({scored})"
-    con.execute(f"CREATE TABLE features AS {scored}")
+        table = f"SELECT * REPLACE ({pseudonym_sql('customer_id', salt)} AS customer_id) FROM ({table})"
+    con.execute(f"CREATE TABLE features AS {table}")
+    # Ranked in numpy on three columns: window functions over the table would sort all of it
+    # three times (at 10M customers about half of this step).
+    rfm = con.sql(f"SELECT {', '.join(RFM_COLUMNS)} FROM features").fetchnumpy()
+    return RFMPopulation(*(rfm[c] for c in RFM_COLUMNS))
 
 
 @contextlib.contextmanager
@@ -332,12 +337,12 @@ def score(
             with step("read and validate"):
                 tx, accounting = read(source, spec, day, con)
             with step("features"):
-                features(con, tx, day, loaded.model.time_unit, salt)
+                population = features(con, tx, day, loaded.model.time_unit, salt)
                 # only the feature table is read from here on: free the rows and the day table
                 con.execute("DROP TABLE tx; DROP TABLE day")
             with step("predict"):
                 predictions = scratch / "predictions.parquet"
-                customers = _predict(con, loaded.model, policy, day, predictions, o)
+                customers = _predict(con, loaded.model, policy, day, predictions, o, population)
             with step("tier and write"):
                 fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
                 tiers = _write(predictions, staged, fmt, fitted, loaded, o)
@@ -400,21 +405,30 @@ def _policy(policy, model: TieringModel) -> TierPolicy:
     return load_policy(policy)
 
 
-def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: ScoreOptions) -> int:
+def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: ScoreOptions,
+             population: RFMPopulation) -> int:
     """Stream the feature table through the model into a Parquet file, in id order; return the
     customer count. With pseudonymised ids the table already holds pseudonyms, so the file (and
     the output) is ordered by them and its row order says nothing about the raw ids."""
     chunk_size = o.chunk_size
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
     customers = 0
+    # the next chunk is fetched and finished on a thread while the model scores this one
+    chunks = (_with_scores(finish_features(b.to_pandas(), day, model.time_unit), population)
+              for b in _rebatch(reader, chunk_size))
     with _ParquetAppender(path) as out:
-        for batch in _rebatch(reader, chunk_size):
-            features = finish_features(batch.to_pandas(), day, model.time_unit)
+        for features in _prefetched(chunks):
             out.write(pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False))
-            customers += batch.num_rows
+            customers += len(features)
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
     return customers
+
+
+def _with_scores(features: pd.DataFrame, population: RFMPopulation) -> pd.DataFrame:
+    for name, values in population.scores(features).items():
+        features[name] = values
+    return features
 
 
 def predict_chunk(features: pd.DataFrame, model: TieringModel, policy: TierPolicy) -> pd.DataFrame:
@@ -453,6 +467,49 @@ def tier_chunk(table: pa.Table, fitted, loaded: LoadedModel, lang: str, ranks: d
                      ("policy", fitted.policy.label)):
         out = out.append_column(c, pa.repeat(pa.scalar(str(value), pa.large_string()), len(out)))
     return out
+
+
+def _prefetched(items, depth: int = 1):
+    """The items of an iterator, produced on a background thread up to ``depth`` ahead of the
+    consumer; an error raised producing one is raised where it would have been consumed."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((end, None))
+        except BaseException as exc:  # handed to the consumer
+            box.put((end, exc))
+
+    worker = threading.Thread(target=produce, name="clvtier-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.1)
+        worker.join()
 
 
 def _rebatch(reader, size: int):

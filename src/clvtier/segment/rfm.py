@@ -86,6 +86,34 @@ def rfm_score_sql(bins: int = 5, ties: str = "share") -> str:
                      f" AS BIGINT) AS {name}" for name, o in orders.items())
 
 
+class RFMPopulation:
+    """A population's sorted R, F and M values, scoring any of its customers as
+    :func:`rfm_scores` and :func:`rfm_score_sql` do with ``ties="share"`` (the lowest position of
+    the tied group), so a batch job can score chunks against the whole population."""
+
+    def __init__(self, recency, frequency, monetary, bins: int = 5):
+        self.bins = bins
+        self.sorted = {c: np.sort(np.asarray(v)) for c, v in zip(RFM_COLUMNS, (recency, frequency, monetary),
+                                                                  strict=True)}
+        self.n = len(self.sorted[R])
+
+    def scores(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """``r_score, f_score, m_score`` of the rows of ``frame`` (members of the population)."""
+        out = {}
+        for name, c in (("r_score", R), ("f_score", F), ("m_score", M)):
+            population = self.sorted[c]
+            v = frame[c].to_numpy(dtype=population.dtype)
+            order = np.argsort(v, kind="stable")  # looked up in sorted order (cache-friendly)
+            if c == R:  # fewer days rank higher: position = customers with more days + 1
+                found = len(population) - np.searchsorted(population, v[order], side="right")
+            else:
+                found = np.searchsorted(population, v[order], side="left")
+            position = np.empty(len(v), dtype=np.int64)
+            position[order] = found + 1
+            out[name] = np.ceil(position * self.bins / self.n).astype(np.int64)
+        return out
+
+
 def rfm_score_segments(features: pd.DataFrame, *, bins: int = 5, ties: str = "share",
                        lang: str = "en") -> Segmentation:
     """Customers grouped by their total RFM score (R + F + M, from 3 x bins down to 3), with
