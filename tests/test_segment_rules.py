@@ -526,12 +526,15 @@ def test_population_scores_of_any_chunk_equal_the_sql_window_and_pandas_scores(s
     features = pd.DataFrame({"customer_id": np.arange(n).astype(str),
                              "recency_days": rng.integers(0, 30, n).astype(np.int32),
                              "frequency_count": rng.geometric(0.5, n).astype(np.int64),
-                             "monetary_total": np.round(rng.choice([0.0, 9.99, 25.0], n) + rng.integers(0, 3, n), 2)})
+                             "monetary_total": np.round(rng.choice([0.0, 9.99, 25.0], n)
+                                                        + rng.integers(0, 3, n), 2)})
     expected = rfm_scores(features)
     con = duckdb.connect()
     con.register("f", features)
-    sql = con.sql(f"SELECT customer_id, {rfm_score_sql()} FROM f").df().set_index("customer_id").loc[features["customer_id"]]
-    population = RFMPopulation(*(features[c].to_numpy() for c in ("recency_days", "frequency_count", "monetary_total")))
+    sql = con.sql(f"SELECT customer_id, {rfm_score_sql()} FROM f").df().set_index("customer_id")
+    sql = sql.loc[features["customer_id"]]
+    population = RFMPopulation(*(features[c].to_numpy()
+                                 for c in ("recency_days", "frequency_count", "monetary_total")))
     for chunk in np.array_split(rng.permutation(n), 7):
         got = population.scores(features.iloc[chunk])
         for name in ("r_score", "f_score", "m_score"):

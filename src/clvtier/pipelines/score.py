@@ -450,7 +450,8 @@ def predict_chunk(features: pd.DataFrame, model: TieringModel, policy: TierPolic
     return out
 
 
-def tier_chunk(table: pa.Table, fitted, loaded: LoadedModel, lang: str, ranks: dict | None = None) -> pa.Table:
+def tier_chunk(table: pa.Table, fitted, loaded: LoadedModel, lang: str,
+               ranks: dict | None = None) -> pa.Table:
     """The output rows (:data:`SCORE_COLUMNS`) for some scored rows (an Arrow table of
     :func:`predict_chunk`'s columns) and a fitted policy: the one definition of tier, reason and
     action text, for every engine."""

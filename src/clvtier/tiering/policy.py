@@ -388,7 +388,8 @@ class FittedPolicy:
             args += pair
         return words["score"].format(" + ".join(parts)), args
 
-    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray, lang: str = "en") -> pa.Array:
+    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray,
+                        lang: str = "en") -> pa.Array:
         words, pieces = _words(lang), []
         for c in conditions:
             where = words["quantile"].format(q=c.quantile) if c.quantile is not None else ""
