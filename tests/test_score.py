@@ -368,3 +368,39 @@ def test_chinese_output_has_every_text_column_in_chinese_and_codes_unchanged(mod
     assert zh["tier_reason"].str.startswith("得分").all()
     assert not zh["tier_reason"].str.contains("score|cut-off|at risk|quantile").any()
     assert set(en.loc[en["rfm_segment"] == "champions", "rfm_segment_label"]) == {"Champions"}
+
+
+def test_prefetched_items_keep_their_order_and_errors_reach_the_consumer():
+    from clvtier.pipelines.score import _prefetched
+
+    assert list(_prefetched(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad chunk")
+
+    got = []
+    with pytest.raises(ValueError, match="bad chunk"):
+        for item in _prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+    stream = _prefetched(iter(range(10**6)))  # a consumer that stops early does not hang
+    assert next(stream) == 0
+    stream.close()
+
+
+def test_background_appender_writes_tables_in_order_and_raises_writer_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clvtier.pipelines.score import _ParquetAppender
+
+    with _ParquetAppender(tmp_path / "a.parquet") as out:
+        for i in range(5):
+            out.write(pa.table({"x": list(range(i * 3, i * 3 + 3))}))
+    assert pq.read_table(tmp_path / "a.parquet")["x"].to_pylist() == list(range(15))
+    with pytest.raises((pa.ArrowInvalid, ValueError)):
+        with _ParquetAppender(tmp_path / "b.parquet") as out:
+            out.write(pa.table({"x": [1]}))
+            out.write(pa.table({"y": ["other schema"]}))
+            out.write(pa.table({"x": [2]}))

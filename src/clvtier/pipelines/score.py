@@ -3,13 +3,17 @@
 The job never holds the transactions or the full customer table in pandas:
 
 1. DuckDB reads and validates the file into an in-memory scratch database (it spills to disk
-   when the data outgrow ``memory_limit``) and computes every customer's features and the RFM
-   scores over the whole population (window functions).
-2. Customers stream out in ``chunk_size`` batches ordered by id; each batch is scored by the
-   model and appended to a scratch Parquet file.
+   when the data outgrow ``memory_limit``) and computes every customer's features; the rows and
+   customer-day tables are then dropped. The RFM scores rank each customer against the
+   population's sorted R, F and M values (three numpy arrays).
+2. Customers stream out in ``chunk_size`` batches ordered by id (the next batch is fetched on a
+   thread while the model scores this one); each batch is scored by the model and appended to a
+   scratch Parquet file.
 3. The policy is fitted on the population's policy columns (a few numeric columns), then each
-   batch of the scratch file gets its tier, reason and action and is appended to the output,
-   written under a temporary name and renamed only when complete.
+   batch of the scratch file gets its tier, reason and action (text built in numpy from the
+   policy's templates, byte for byte ``str.format``) and is appended to the output, written
+   under a temporary name and renamed only when complete. Parquet is encoded and written on a
+   background thread.
 
 The same inputs give the same file, byte for byte: rows are ordered by customer id, batches
 have fixed boundaries and nothing time-dependent is written.
