@@ -71,6 +71,7 @@ def score_spark(model, source, *, as_of, output, spec: LoadSpec | None = None, p
     from clvtier.spark.features import features_frame, with_rfm_scores
     from clvtier.spark.load import checkpoint, load_spark
     from clvtier.spark.output import staged_dataset
+    from clvtier.spark.session import released_cache
 
     output = _check_output(output)
     day = to_date(as_of, what="as_of")
@@ -81,28 +82,31 @@ def score_spark(model, source, *, as_of, output, spec: LoadSpec | None = None, p
     with step("load model and policy"):
         loaded, policy = load(model, policy, uri)
         spark = spark_session(master)
-    with step("read and validate"):
-        stx = load_spark(spark, source, spec or LoadSpec())
-        accounting = stx.accounting(day)
-        if accounting.rows_used == 0:
-            raise InputError(stx.source, f"no valid transactions on or before as_of {day}")
-    with step("features"):
-        features = checkpoint(with_rfm_scores(checkpoint(features_frame(stx, day, loaded.model.time_unit))))
-    with step("predict"):
-        predictions = checkpoint(predict(features, loaded.model, policy, day))
-        customers = predictions.count()
-    with staged_dataset(spark, output) as staged:
-        with step("tier and write"):
-            fitted, ranked, ranks = fit_policy(predictions, policy, customers)
-            assign(ranked, fitted, loaded, lang, ranks).orderBy("_key").drop("_key").write.parquet(staged)
-            tiers = tier_table(spark.read.parquet(staged), fitted, lang)
-        result = ScoreResult(output=Path(output), model=loaded, policy=policy, cutoffs=fitted.summary(),
-                             accounting=accounting, customers=customers, tiers=tiers, seconds=step.seconds,
-                             notes=[*fitted.warnings, *filter(None, [stx.stale_as_of(day)])])
-        if log_to_mlflow:
-            with step("log to MLflow"):
-                result.tracking_uri = uri
-                result.run_id = log_scoring(result, uri=uri, params=_params(result, source, day))
+    with released_cache(spark):
+        with step("read and validate"):
+            stx = load_spark(spark, source, spec or LoadSpec())
+            accounting = stx.accounting(day)
+            if accounting.rows_used == 0:
+                raise InputError(stx.source, f"no valid transactions on or before as_of {day}")
+        with step("features"):
+            base = checkpoint(features_frame(stx, day, loaded.model.time_unit))
+            features = checkpoint(with_rfm_scores(base))
+        with step("predict"):
+            predictions = checkpoint(predict(features, loaded.model, policy, day))
+            customers = predictions.count()
+        with staged_dataset(spark, output) as staged:
+            with step("tier and write"):
+                fitted, ranked, ranks = fit_policy(predictions, policy, customers)
+                assign(ranked, fitted, loaded, lang, ranks).orderBy("_key").drop("_key").write.parquet(staged)
+                tiers = tier_table(spark.read.parquet(staged), fitted, lang)
+            result = ScoreResult(output=Path(output), model=loaded, policy=policy,
+                                 cutoffs=fitted.summary(), accounting=accounting, customers=customers,
+                                 tiers=tiers, seconds=step.seconds,
+                                 notes=[*fitted.warnings, *filter(None, [stx.stale_as_of(day)])])
+            if log_to_mlflow:
+                with step("log to MLflow"):
+                    result.tracking_uri = uri
+                    result.run_id = log_scoring(result, uri=uri, params=_params(result, source, day))
     return result
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from clvtier.errors import InputError
@@ -83,3 +84,19 @@ def spark_session(master: str | None = None):
 
 
 __all__ = ["ENGINES", "SQL_SETTINGS", "check_engine", "java_version", "spark_session"]
+
+
+@contextmanager
+def released_cache(spark):
+    """Unpersist, on the way out, every RDD cached in the block: the job's checkpoints (a
+    ``localCheckpoint`` is not released by its DataFrame's ``unpersist``) and rank tables, so a
+    long-lived session scoring again and again does not fill its executors' memory. Cached data
+    that existed before the block is kept."""
+    context = spark.sparkContext._jsc
+    before = set(context.getPersistentRDDs().keySet())
+    try:
+        yield
+    finally:
+        for key, rdd in context.getPersistentRDDs().items():
+            if key not in before:
+                rdd.unpersist(False)
