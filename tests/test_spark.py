@@ -339,12 +339,14 @@ def test_a_failed_mlflow_run_leaves_the_earlier_tiers_in_place(spark, files, mod
 def test_scoring_releases_its_cached_tables(spark, files, model, tmp_path):
     """A long-lived session scoring again and again keeps no cached data from a run (its
     checkpoints and rank tables), and what was cached before stays cached."""
-    from clvtier.pipelines.spark import score_spark
+    from clvtier.pipelines.spark import build_features_spark, score_spark
 
     mine = spark.range(10).persist()
     mine.count()
     before = set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
     score_spark(model, str(files["csv"]), as_of=AS_OF, output=str(tmp_path / "s.parquet"),
                 log_to_mlflow=False)
+    assert set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) == before
+    build_features_spark(str(files["csv"]), as_of=AS_OF, output=str(tmp_path / "f.parquet"))
     assert set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) == before
     mine.unpersist()

@@ -43,19 +43,21 @@ def build_features_spark(source, *, as_of, output, time_unit: str = "days", spec
     from clvtier.spark.features import features_frame
     from clvtier.spark.load import checkpoint, load_spark
     from clvtier.spark.output import write_dataset
+    from clvtier.spark.session import released_cache
 
     output = _check_output(output)
     target = _check_output(rejects if rejects is not None else output.rstrip("/") + ".rejects.parquet",
                            "rejects")
     day = to_date(as_of, what="as_of")
     spark = spark_session(master)
-    stx = load_spark(spark, source, spec or LoadSpec())
-    accounting = stx.accounting(day)
-    table = checkpoint(features_frame(stx, day, time_unit))
-    customers = table.count()
-    write_dataset(table.orderBy("customer_id"), output)
-    if accounting.rows_quarantined:
-        write_dataset(stx.rejects().orderBy("source_line"), target)
+    with released_cache(spark):
+        stx = load_spark(spark, source, spec or LoadSpec())
+        accounting = stx.accounting(day)
+        table = checkpoint(features_frame(stx, day, time_unit))
+        customers = table.count()
+        write_dataset(table.orderBy("customer_id"), output)
+        if accounting.rows_quarantined:
+            write_dataset(stx.rejects().orderBy("source_line"), target)
     notes = [n for n in (stx.stale_as_of(day),) if n]
     return FeaturesResult(Path(output), customers, accounting, None,
                           Path(target) if accounting.rows_quarantined else None, notes)
