@@ -128,3 +128,50 @@ def test_every_amount_is_accounted_for(rows, policy, as_of_day, window):
     assert sum(returns) == int((frame["amount"] < 0).sum())
     if policy in ("net", "net-earlier"):
         assert returns[0] == tx.returns_netted
+
+
+# Hostile rows for reading a Parquet file in place: bad values, returns netted and not, exact
+# copies, rows after as_of and an excluded postage line.
+_HOSTILE = [
+    *ROWS,
+    ("1", "2020-01-05", "A2", 50.0),     # an exact copy of a purchase
+    ("4", "2020-02-01", "E1", float("nan")),
+    ("", "2020-02-01", "E2", 5.0),
+    ("5", "2020-02-02", "E3", 1e300),
+    ("5", "2020-02-03", "E4", 7.0),
+    ("5", "2020-02-03", "E4", 7.0),
+    ("5", "2020-02-03", "CE4", -7.0),
+    ("6", "2020-09-01", "F1", 3.0),      # after as_of
+]
+
+
+@pytest.mark.parametrize("policy", RETURNS_POLICIES)
+@pytest.mark.parametrize("drop_duplicates", [False, True])
+def test_a_parquet_file_read_in_place_gives_what_a_copy_gives(tmp_path, policy, drop_duplicates):
+    frame = _frame(_HOSTILE)
+    frame["code"] = ["POST" if i == 2 else "item" for i in range(len(frame))]
+    path = tmp_path / "tx.parquet"
+    frame.to_parquet(path, index=False)
+    extra = {"return_prefix": "C"} if policy == "net-earlier" else {}
+    loads = [load_transactions(path, returns=policy, drop_duplicates=drop_duplicates,
+                               exclude={"code": ["POST"]}, in_place=in_place, **extra)
+             for in_place in (False, True)]
+    copy, in_place = loads
+    kind = in_place.con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'tx'").fetchall()[0][0]
+    # a view until a policy changes some row's status (here: any netting or duplicate flag)
+    assert kind == (policy in ("keep", "quarantine") and not drop_duplicates)
+    assert in_place.accounting("2020-06-30").as_dict() == copy.accounting("2020-06-30").as_dict()
+    pd.testing.assert_frame_equal(in_place.rejects(), copy.rejects())
+    for sql in ("SELECT * FROM day ORDER BY ALL", "SELECT * FROM netting ORDER BY ALL",
+                "SELECT * EXCLUDE (_row_hash) FROM tx ORDER BY source_line"):
+        pd.testing.assert_frame_equal(in_place.query(sql), copy.query(sql))
+    pd.testing.assert_frame_equal(customer_features(in_place, as_of="2020-06-30"),
+                                  customer_features(copy, as_of="2020-06-30"))
+    assert in_place.fingerprint() == copy.fingerprint()
+
+
+def test_only_parquet_is_read_in_place(tmp_path):
+    path = tmp_path / "tx.csv"
+    _frame().to_csv(path, index=False)
+    tx = load_transactions(path, returns="keep", in_place=True)
+    assert tx.con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'tx'").fetchall()[0][0] == 0

@@ -302,7 +302,8 @@ def to_date(value, *, what: str = "date") -> dt.date:
 
 
 def load_transactions(source, spec: LoadSpec | None = None, *,
-                      con: duckdb.DuckDBPyConnection | None = None, **fields) -> Transactions:
+                      con: duckdb.DuckDBPyConnection | None = None, in_place: bool = False,
+                      **fields) -> Transactions:
     """Read, map and validate transactions into a :class:`Transactions`.
 
     Parameters
@@ -311,6 +312,12 @@ def load_transactions(source, spec: LoadSpec | None = None, *,
         CSV (.csv/.txt/.tsv), Parquet or Excel (.xlsx) file, or a DataFrame.
     spec : LoadSpec, optional
         Column mapping, reader options, returns policy, duplicates and amount limit.
+    in_place : bool, default=False
+        For a Parquet file: ``tx`` is a view that reads and validates the file at each query
+        instead of a table holding every typed row (about 60 bytes a row in memory, which
+        spills to disk past the memory limit), until a returns or duplicates policy has to
+        change rows' statuses. For one-pass jobs over large files (the batch scorer); the file
+        must not change while the result is used. Other sources are always copied.
     **fields
         Any :class:`LoadSpec` field, replacing the one in ``spec`` (``columns=..., returns=...``).
 
@@ -322,12 +329,12 @@ def load_transactions(source, spec: LoadSpec | None = None, *,
     spec = LoadSpec.of(spec, **fields) if fields or spec is None else spec
     raw = read_raw(source, spec, con=con)
     try:
-        return _validate(raw, spec)
+        return _validate(raw, spec, in_place=in_place and raw.kind == "parquet")
     finally:
         raw.close_temp()
 
 
-def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
+def _validate(raw: RawTable, options: LoadSpec, *, in_place: bool = False) -> Transactions:
     returns, drop_duplicates = options.returns, options.drop_duplicates
     con = raw.con
     shape = con.sql("SELECT * FROM raw LIMIT 0")
@@ -341,9 +348,14 @@ def _validate(raw: RawTable, options: LoadSpec) -> Transactions:
     ids_normalized = _integral_text_ids(con, types["customer_id"]) if options.normalize_ids else 0
     select = typed_rows_sql(types, names, options, kind=raw.kind, decimal=raw.decimal, zone=raw.date_zone,
                             excluded=raw.excluded, ids_normalized=bool(ids_normalized))
+    if (kind := _temp_kind(con, "tx")) is not None:  # an earlier load on this connection's
+        con.execute(f"DROP {kind} tx")
     try:
-        loaded = con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE tx AS {select}""").fetchall()[0][0]
+        if in_place and not drop_duplicates:
+            con.execute(f"CREATE TEMP VIEW tx AS {select}")
+            loaded = con.execute("SELECT count(*) FROM tx").fetchall()[0][0]
+        else:
+            loaded = con.execute(f"CREATE TEMP TABLE tx AS {select}").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputError(raw.source, f"cannot read rows: {str(exc).splitlines()[0]}") from None
 
@@ -462,6 +474,29 @@ def typed_rows_sql(types: dict, names: list[str], options: LoadSpec, *, kind: st
                 FROM raw))"""
 
 
+def _temp_kind(con, name: str) -> str | None:
+    """"VIEW" or "TABLE" when ``name`` is a temporary view or table of ``con``, else None."""
+    row = con.execute("SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = ? UNION ALL "
+                      "SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                      [name, name]).fetchall()
+    return row[0][0] if row else None
+
+
+def _writable(con) -> None:
+    """Make ``tx`` a table (a copy of the rows its view reads) before rows' statuses change."""
+    if _temp_kind(con, "tx") == "VIEW":
+        con.execute("CREATE TEMP TABLE _tx_rows AS SELECT * FROM tx; DROP VIEW tx; "
+                    "ALTER TABLE _tx_rows RENAME TO tx")
+
+
+def drop_rows(con) -> None:
+    """Free the rows (``tx``, a table or a view) and the customer-day table of ``con``."""
+    kind = _temp_kind(con, "tx")
+    if kind is not None:
+        con.execute(f"DROP {kind} tx")
+    con.execute("DROP TABLE IF EXISTS day")
+
+
 def _build_days(con, names: list[str], *, purchases_only: bool = False) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE day AS {day_table_sql(names, purchases_only=purchases_only)}")
 
@@ -489,6 +524,7 @@ def _net_returns(con) -> int:
     negatives = con.execute("SELECT count(*) FROM tx WHERE status = 'ok' AND amount < 0").fetchall()[0][0]
     if not negatives:
         return 0
+    _writable(con)
     con.execute("""
         UPDATE tx SET status = CASE WHEN d.has_purchase THEN 'return_exceeds_purchases'
                                     ELSE 'unmatched_return' END
@@ -563,6 +599,7 @@ def _net_earlier(con, window: int, prefix: str | None, names: list[str]) -> int:
     con.execute("INSERT INTO netting SELECT * FROM _netting")
     con.unregister("_netting")
     if unmatched:
+        _writable(con)
         con.register("_unmatched", pd.DataFrame({"source_line": unmatched}))
         con.execute("UPDATE tx SET status = 'unmatched_return' WHERE source_line IN "
                     "(SELECT source_line FROM _unmatched)")

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
+from clvtier.data.schema import drop_rows
 from clvtier.data.io import atomic_output, check_no_overlap, output_format, spreadsheet_safe, sql_literal
 from clvtier.data.privacy import id_salt, pseudonym_sql
 from clvtier.errors import InputError
@@ -166,7 +167,7 @@ def load(model, policy, uri: str) -> tuple[LoadedModel, TierPolicy]:
 
 def read(source, spec: LoadSpec | None, day, con) -> Accounting:
     """Read and validate ``source`` into ``con``'s table ``tx``; the accounting as of ``day``."""
-    tx = load_transactions(source, spec or LoadSpec(), con=con)
+    tx = load_transactions(source, spec or LoadSpec(), con=con, in_place=True)
     accounting = tx.accounting(day)
     if accounting.rows_used == 0:
         raise InputError(tx.source, f"no valid transactions on or before as_of {day}")
@@ -343,7 +344,7 @@ def score(
             with step("features"):
                 population = features(con, tx, day, loaded.model.time_unit, salt)
                 # only the feature table is read from here on: free the rows and the day table
-                con.execute("DROP TABLE tx; DROP TABLE day")
+                drop_rows(con)
             with step("predict"):
                 predictions = scratch / "predictions.parquet"
                 customers = _predict(con, loaded.model, policy, day, predictions, o, population)
