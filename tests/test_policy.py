@@ -213,6 +213,23 @@ def test_at_risk_is_high_past_value_and_high_churn_whatever_the_tier():
     assert not out.loc[~out["at_risk"], "tier_reason"].str.contains("at risk").any()
 
 
+def test_an_at_risk_reason_is_the_tier_reason_then_the_conditions_met():
+    scored = _scored()
+    fitted = load_policy("corporate4").fit(scored)
+    out = fitted.assign(scored)
+    calm = fitted.assign(scored.assign(churn_probability=0.0))  # same tiers, nobody at risk
+    assert (out["tier"] == calm["tier"]).all() and out["at_risk"].any() and not calm["at_risk"].any()
+    cut = fitted.quantiles[("monetary_total", 0.75)]
+    for row, reason, plain, action, risky in zip(scored.itertuples(), out["tier_reason"], calm["tier_reason"],
+                                                 calm["action"], out["at_risk"], strict=True):
+        expected = plain + ("; at risk: past spend {:,.2f} >= {:,.2f} (the 75% quantile) and churn "
+                            "probability {:,.2f} >= 0.50".format(row.monetary_total, cut,
+                                                                 row.churn_probability) if risky else "")
+        assert reason == expected
+    prefix = fitted.policy.at_risk.action.en + " "
+    assert (out.loc[out["at_risk"], "action"] == prefix + calm.loc[out["at_risk"], "action"]).all()
+
+
 def test_rules_policy_first_match_wins():
     scored = _scored()
     out = load_policy("clv_cs").fit(scored).assign(scored)

@@ -53,3 +53,9 @@ def test_unsupported_fields_are_refused():
         format_rows("{:d}", [np.zeros(2)])
     with pytest.raises(ValueError, match="supports"):
         format_rows("{0:.2f}", [np.zeros(2)])
+
+
+def test_a_template_without_fields_gives_its_text_on_every_row():
+    assert format_rows("none {{hold}}", [], 3).to_pylist() == ["none {hold}"] * 3
+    assert format_rows("{:.1f}", [np.array([1.25, -0.0])]).to_pylist() == ["1.2", "-0.0"]
+    assert len(format_rows("x", [])) == 0

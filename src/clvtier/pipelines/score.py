@@ -38,9 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clvtier.data import Accounting, LoadSpec, load_transactions, to_date
-from clvtier.data.schema import drop_rows
 from clvtier.data.io import atomic_output, check_no_overlap, output_format, spreadsheet_safe, sql_literal
 from clvtier.data.privacy import id_salt, pseudonym_sql
+from clvtier.data.schema import drop_rows
 from clvtier.errors import InputError
 from clvtier.features.summary import features_sql, finish_features
 from clvtier.pipelines.steps import Steps
@@ -222,22 +222,24 @@ def _alive(pid: int) -> bool:
 
 
 class _ParquetAppender:
-    """Appends tables to a Parquet file on a background thread (Arrow's writer releases the GIL),
-    so that the next chunk is computed while this one is encoded and written; tables are written
-    in the order given, at most ``pending`` waiting. An error in the writer is raised by the
-    next :meth:`write` or by :meth:`close`."""
+    """Appends tables to a Parquet file (or, with ``arrow=True``, an uncompressed Arrow IPC file:
+    the scratch predictions, written and read back at memory speed) on a background thread
+    (Arrow's writers release the GIL), so that the next chunk is computed while this one is
+    encoded and written; tables are written in the order given, at most ``pending`` waiting. An
+    error in the writer is raised by the next :meth:`write` or by :meth:`close`."""
 
-    def __init__(self, path, pending: int = 2):
+    def __init__(self, path, pending: int = 2, *, arrow: bool = False):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.path, self.pending = path, pending
-        self.writer: pq.ParquetWriter | None = None
+        self.path, self.pending, self.arrow = path, pending, arrow
+        self.writer = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clvtier-parquet")
         self.futures: list = []
 
     def _write(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
+            self.writer = (pa.ipc.new_file(self.path, table.schema) if self.arrow
+                           else pq.ParquetWriter(self.path, table.schema))
         self.writer.write_table(table)
 
     def write(self, table: pa.Table) -> None:
@@ -346,10 +348,10 @@ def score(
                 # only the feature table is read from here on: free the rows and the day table
                 drop_rows(con)
             with step("predict"):
-                predictions = scratch / "predictions.parquet"
+                predictions = scratch / "predictions.arrow"
                 customers = _predict(con, loaded.model, policy, day, predictions, o, population)
             with step("tier and write"):
-                fitted = policy.fit(pq.read_table(predictions, columns=policy.columns).to_pandas())
+                fitted = policy.fit(_read_columns(predictions, policy.columns))
                 tiers = _write(predictions, staged, fmt, fitted, loaded, o)
         result = ScoreResult(
             output=o.output,
@@ -421,7 +423,7 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
     # the next chunk is fetched and finished on a thread while the model scores this one
     chunks = (_with_scores(finish_features(b.to_pandas(), day, model.time_unit), population)
               for b in _rebatch(reader, chunk_size))
-    with _ParquetAppender(path) as out:
+    with _ParquetAppender(path, arrow=True) as out:
         for features in _prefetched(chunks):
             out.write(pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False))
             customers += len(features)
@@ -534,9 +536,25 @@ def _rebatch(reader, size: int):
         yield pa.Table.from_batches(pending)
 
 
+def _batches(path: Path, columns: list[str] | None = None):
+    """The record batches of an Arrow IPC file, read one at a time (not memory-mapped, so that
+    the file's pages do not stay in the process's memory)."""
+    with pa.OSFile(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            yield batch if columns is None else batch.select(columns)
+
+
+def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Some columns of an Arrow IPC file as a DataFrame, holding only those columns in memory."""
+    return pa.Table.from_batches(list(_batches(path, list(columns)))).to_pandas()
+
+
 def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: ScoreOptions) -> pd.DataFrame:
     """Tier every batch and append it to ``output`` (a staged path); return the tier table."""
     codes = [t.code for t in fitted.policy.tiers]
+    code_set = pa.array(codes, pa.large_string())
     customers = np.zeros(len(codes), dtype=np.int64)
     at_risk = np.zeros(len(codes), dtype=np.int64)
     predicted: list[list[float]] = [[] for _ in codes]  # per tier, one exact sum per chunk
@@ -545,15 +563,15 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     with contextlib.ExitStack() as stack:
         appender = stack.enter_context(_ParquetAppender(output)) if fmt == "parquet" else None
         header = True
-        for batch in pq.ParquetFile(predictions).iter_batches(batch_size=o.chunk_size):
-            out = tier_chunk(pa.Table.from_batches([batch]), fitted, loaded, lang)
-            tier = out["tier"].to_numpy()
+        for table in _rebatch(_batches(predictions), o.chunk_size):
+            out = tier_chunk(table, fitted, loaded, lang)
+            tier = pc.index_in(out["tier"], value_set=code_set).to_numpy()
             risky = out["at_risk"].to_numpy()
             clv, spend = out["predicted_clv"].to_numpy(), out["monetary_total"].to_numpy()
-            for i, code in enumerate(codes):
-                rows = tier == code
-                customers[i] += rows.sum()
-                at_risk[i] += risky[rows].sum()
+            customers += np.bincount(tier, minlength=len(codes))
+            at_risk += np.bincount(tier, weights=risky, minlength=len(codes)).astype(np.int64)
+            for i in range(len(codes)):
+                rows = tier == i
                 predicted[i].append(math.fsum(clv[rows]))
                 past[i].append(math.fsum(spend[rows]))
             if appender is not None:

@@ -28,7 +28,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -331,15 +330,12 @@ class FittedPolicy:
             tier = np.searchsorted(-np.asarray(self.cuts), -score, side="left")
         at_risk = self._holds(p.at_risk.when, values) if p.at_risk else np.zeros(n, dtype=bool)
         codes = pa.array([t.code for t in p.tiers], pa.large_string()).take(tier)
-        actions = pa.array([t.action.get(lang) for t in p.tiers], pa.large_string()).take(tier)
-        reasons = self._reasons(tier, score, values, ranks, lang)
-        if p.at_risk is not None and at_risk.any():
-            flag = pa.array(at_risk)
-            risk = self._condition_text(p.at_risk.when, values, at_risk, lang)
-            risk = _scatter([risk, pa.repeat(pa.scalar("", pa.large_string()), n - len(risk))],
-                            [np.flatnonzero(at_risk), np.flatnonzero(~at_risk)])
-            reasons = pc.if_else(flag, _concat(reasons, _words(lang)["at_risk"], risk), reasons)
-            actions = pc.if_else(flag, _concat(p.at_risk.action.get(lang) + " ", actions), actions)
+        # an at-risk customer's action is the at-risk action, then the tier's
+        actions = [t.action.get(lang) for t in p.tiers]
+        if p.at_risk is not None:
+            actions += [p.at_risk.action.get(lang) + " " + a for a in actions]
+        actions = pa.array(actions, pa.large_string()).take(tier + len(p.tiers) * at_risk)
+        reasons = self._reasons(tier, at_risk, score, values, ranks, lang)
         out = pa.table({"tier": codes, "at_risk": at_risk, "tier_reason": reasons, "action": actions})
         if arrow:
             return out
@@ -349,31 +345,51 @@ class FittedPolicy:
             result.index = frame_index
         return result
 
-    def _reasons(self, tier: np.ndarray, score, values, ranks, lang: str = "en") -> pa.Array:
+    def _reasons(self, tier: np.ndarray, at_risk: np.ndarray, score, values, ranks,
+                 lang: str = "en") -> pa.Array:
+        """Each row's reason: its tier's explanation, then for an at-risk row the at-risk
+        conditions; built per tier and flag from one template each, then put in row order."""
         p, words = self.policy, _words(lang)
+        risk = ("", [])
+        if p.at_risk is not None:
+            template, columns = self._condition_template(p.at_risk.when, values, lang)
+            risk = (_braces(words["at_risk"]) + template, columns)
         texts, where = [], []
-        for i, t in enumerate(p.tiers):
+        for i in range(len(p.tiers)):
             rows = tier == i
             if not rows.any():
                 continue
-            where.append(np.flatnonzero(rows))
-            if p.kind == "when":
-                texts.append(self._condition_text(t.when, values, rows, lang) if t.when
-                             else pa.repeat(pa.scalar(words["none"], pa.large_string()), len(where[-1])))
-                continue
-            # English names the tier by its code, Chinese by its label (优质客户门槛)
-            if i + 1 < len(p.tiers):
-                name = t.code if lang != "zh" else t.label.get(lang)
-                bound = words["at_least"].format(tier=name, cut=_fmt_one(self.cuts[i], p.score.scale))
-            else:
-                above = p.tiers[i - 1]
-                name = above.code if lang != "zh" else above.label.get(lang)
-                bound = words["below"].format(tier=name, cut=_fmt_one(self.cuts[i - 1], p.score.scale))
-            template, args = self._score_text(values, ranks, rows, lang)
-            texts.append(_format(template + _braces(bound), [*args, score[rows]]))
+            template, columns = self._tier_template(i, score, values, ranks, lang)
+            for flagged in (False, True) if at_risk[rows].any() else (False,):
+                group = rows & (at_risk == flagged)
+                if not group.any():
+                    continue
+                suffix, extra = risk if flagged else ("", [])
+                where.append(np.flatnonzero(group))
+                texts.append(format_rows(template + suffix, [c[group] for c in [*columns, *extra]],
+                                         len(where[-1])))
         return _scatter(texts, where)
 
-    def _score_text(self, values, ranks, rows: np.ndarray, lang: str = "en") -> tuple[str, list[np.ndarray]]:
+    def _tier_template(self, i: int, score, values, ranks, lang: str) -> tuple[str, list[np.ndarray]]:
+        """The format template of tier ``i``'s explanation and its columns (whole-chunk arrays)."""
+        p, words = self.policy, _words(lang)
+        t = p.tiers[i]
+        if p.kind == "when":
+            if not t.when:
+                return _braces(words["none"]), []
+            return self._condition_template(t.when, values, lang)
+        # English names the tier by its code, Chinese by its label (优质客户门槛)
+        if i + 1 < len(p.tiers):
+            name = t.code if lang != "zh" else t.label.get(lang)
+            bound = words["at_least"].format(tier=name, cut=_fmt_one(self.cuts[i], p.score.scale))
+        else:
+            above = p.tiers[i - 1]
+            name = above.code if lang != "zh" else above.label.get(lang)
+            bound = words["below"].format(tier=name, cut=_fmt_one(self.cuts[i - 1], p.score.scale))
+        template, args = self._score_text(values, ranks, lang)
+        return template + _braces(bound), [*args, score]
+
+    def _score_text(self, values, ranks, lang: str = "en") -> tuple[str, list[np.ndarray]]:
         """A format template for the score's explanation and its arguments (score last)."""
         p, words = self.policy, _words(lang)
         if p.score.scale == "value":
@@ -384,18 +400,18 @@ class FittedPolicy:
         for c, w in p.score.inputs.items():
             parts.append(words["part"].format(w=f"{w / total:.2g}", name=_braces(_name(c, lang))))
             # the template's placeholders are in the language's order: rank then value, or value then rank
-            pair = [values[c][rows], ranks[c][rows]] if lang == "zh" else [ranks[c][rows], values[c][rows]]
-            args += pair
+            args += [values[c], ranks[c]] if lang == "zh" else [ranks[c], values[c]]
         return words["score"].format(" + ".join(parts)), args
 
-    def _condition_text(self, conditions: list[Condition], values, rows: np.ndarray,
-                        lang: str = "en") -> pa.Array:
+    def _condition_template(self, conditions: list[Condition], values,
+                            lang: str = "en") -> tuple[str, list[np.ndarray]]:
+        """The format template saying which values met ``conditions``, and its columns."""
         words, pieces = _words(lang), []
         for c in conditions:
             where = words["quantile"].format(q=c.quantile) if c.quantile is not None else ""
             name = _braces(_name(c.column, lang))
             pieces.append(f"{name} {{:,.2f}} {c.op} {_braces(f'{self.threshold(c):,.2f}{where}')}")
-        return _format(words["and"].join(pieces), [values[c.column][rows] for c in conditions])
+        return words["and"].join(pieces), [values[c.column] for c in conditions]
 
     def summary(self) -> dict:
         """Cut-offs and quantiles as resolved, for logs."""
@@ -419,18 +435,6 @@ def _words(lang: str) -> dict[str, str]:
 
 def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def _format(template: str, columns: list[np.ndarray]) -> pa.Array:
-    """``template.format(*row)`` for each row of ``columns`` (vectorised, byte for byte Python's)."""
-    return format_rows(template, columns).cast(pa.large_string())
-
-
-def _concat(*parts) -> pa.Array:
-    """Row-wise concatenation of large-string arrays and texts."""
-    return pc.binary_join_element_wise(
-        *(pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts),
-        pa.scalar("", pa.large_string()))
 
 
 def _scatter(texts: list[pa.Array], where: list[np.ndarray]) -> pa.Array:

@@ -4,9 +4,9 @@
 without a Python call per row. Fields are ``{}`` with the fixed-point specs reasons use,
 ``.Nf`` and ``,.Nf``.
 
-Each piece of a row (literal text or a number) is laid out right-aligned in a byte matrix with
-one row per row of text, next to a length per row; the rows' bytes are the matrices side by side
-with the padding masked out, which is the data buffer of an Arrow string array. A number is
+Each number column is laid out right-aligned in a byte matrix with one row per row of text, next
+to a length per row; its rows' bytes with the padding masked out are the data buffer of an Arrow
+string array, and Arrow joins those arrays and the literal text row by row. A number is
 rounded in numpy (``rint`` of ``|x| * 10**N``); where that product lies too close to a rounding
 boundary for a double to decide, or at 2**52 or beyond, or is not finite, the number's text comes
 from Python's own ``format``, so every result is Python's.
@@ -19,6 +19,7 @@ import string
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _SPEC = re.compile(r"(,?)\.(\d)f")
 #: Largest product ``|x| * 10**N`` rounded in numpy: integers are exact in a double below 2**52.
@@ -26,31 +27,32 @@ _EXACT = 2.0**52
 _POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
-def format_rows(template: str, columns: list[np.ndarray]) -> pa.Array:
-    """``template.format(*row)`` for each row of ``columns``, as an Arrow string array."""
-    n = len(columns[0]) if columns else 0
+def format_rows(template: str, columns: list[np.ndarray], n: int | None = None) -> pa.Array:
+    """``template.format(*row)`` for each row of ``columns``, as an Arrow large string array;
+    ``n`` rows (default: the columns' length, else 0)."""
+    n = n if n is not None else len(columns[0]) if columns else 0
     pieces, i = [], 0
     for literal, name, spec, conversion in string.Formatter().parse(template):
         if literal:
-            pieces.append(_literal(literal, n))
+            pieces.append(pa.scalar(literal, pa.large_string()))
         if name is None:
             continue
         if name != "" or conversion or not _SPEC.fullmatch(spec or ""):
             raise ValueError(f"format_rows supports {{:.Nf}} and {{:,.Nf}} fields only; got {template!r}")
-        pieces.append(_fixed(np.asarray(columns[i], dtype=np.float64), spec))
+        pieces.append(fixed(columns[i], spec))
         i += 1
-    return _join(pieces, n)
+    if i == 0:  # literal text only
+        return pa.repeat(pa.scalar("".join(p.as_py() for p in pieces), pa.large_string()), n)
+    if len(pieces) == 1:
+        return pieces[0]
+    return pc.binary_join_element_wise(*pieces, pa.scalar("", pa.large_string()))
 
 
 def fixed(values, spec: str) -> pa.Array:
-    """``format(x, spec)`` for each ``x`` (``spec`` ``.Nf`` or ``,.Nf``), as an Arrow string array."""
+    """``format(x, spec)`` for each ``x`` (``spec`` ``.Nf`` or ``,.Nf``), as an Arrow large
+    string array."""
     x = np.asarray(values, dtype=np.float64)
-    return _join([_fixed(x, spec)], len(x))
-
-
-def _literal(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    data = np.frombuffer(text.encode(), dtype=np.uint8)
-    return np.broadcast_to(data, (n, len(data))), np.full(n, len(data), dtype=np.int64)
+    return _strings(*_fixed(x, spec))
 
 
 def _fixed(x: np.ndarray, spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,17 +102,13 @@ def _fixed(x: np.ndarray, spec: str) -> tuple[np.ndarray, np.ndarray]:
     return out, length
 
 
-def _join(pieces: list[tuple[np.ndarray, np.ndarray]], n: int) -> pa.Array:
-    """An Arrow string array of each row's pieces in order (each right-aligned in its matrix)."""
-    if not pieces:
-        return pa.array([""] * n, pa.string())
-    masks = [np.arange(m.shape[1]) >= m.shape[1] - length[:, None] for m, length in pieces]
-    data = np.concatenate([m for m, _ in pieces], axis=1)[np.concatenate(masks, axis=1)]
+def _strings(matrix: np.ndarray, length: np.ndarray) -> pa.Array:
+    """An Arrow large string array of each row's last ``length`` bytes of ``matrix``."""
+    n, width = matrix.shape
+    data = matrix[np.arange(width) >= width - length[:, None]]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(sum(length for _, length in pieces), out=offsets[1:])
-    kind = pa.string() if offsets[-1] < 2**31 else pa.large_string()
-    offsets = offsets.astype(np.int32 if kind == pa.string() else np.int64)
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    np.cumsum(length, out=offsets[1:])
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 __all__ = ["fixed", "format_rows"]
