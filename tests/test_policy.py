@@ -220,12 +220,11 @@ def test_an_at_risk_reason_is_the_tier_reason_then_the_conditions_met():
     calm = fitted.assign(scored.assign(churn_probability=0.0))  # same tiers, nobody at risk
     assert (out["tier"] == calm["tier"]).all() and out["at_risk"].any() and not calm["at_risk"].any()
     cut = fitted.quantiles[("monetary_total", 0.75)]
-    for row, reason, plain, action, risky in zip(scored.itertuples(), out["tier_reason"], calm["tier_reason"],
-                                                 calm["action"], out["at_risk"], strict=True):
-        expected = plain + ("; at risk: past spend {:,.2f} >= {:,.2f} (the 75% quantile) and churn "
-                            "probability {:,.2f} >= 0.50".format(row.monetary_total, cut,
-                                                                 row.churn_probability) if risky else "")
-        assert reason == expected
+    for row, reason, plain, risky in zip(scored.itertuples(), out["tier_reason"], calm["tier_reason"],
+                                         out["at_risk"], strict=True):
+        risk = (f"; at risk: past spend {row.monetary_total:,.2f} >= {cut:,.2f} (the 75% quantile) and "
+                f"churn probability {row.churn_probability:,.2f} >= 0.50")
+        assert reason == plain + (risk if risky else "")
     prefix = fitted.policy.at_risk.action.en + " "
     assert (out.loc[out["at_risk"], "action"] == prefix + calm.loc[out["at_risk"], "action"]).all()
 

@@ -133,7 +133,9 @@ class XGBoostChurn(ClassifierMixin, BaseEstimator):
         return self
 
     def _raw(self, data, margin) -> np.ndarray:
-        return self.booster_.predict(data, output_margin=True, base_margin=margin)
+        from clvtier.clv.trees import predict
+
+        return predict(self.booster_, data, margin, margin=True)
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if self.calibrator_ is None:

@@ -126,7 +126,9 @@ class XGBoostCLV(RegressorMixin, BaseEstimator):
     def predict_spend_if_purchase(self, X) -> np.ndarray:
         check_is_fitted(self, "spend_model_")
         data = feature_matrix(X, self._columns())
-        return self.spend_model_.predict(data, base_margin=self._spend_margin(X))
+        from clvtier.clv.trees import predict
+
+        return predict(self.spend_model_, data, self._spend_margin(X))
 
     def predict(self, X) -> np.ndarray:
         """Expected spend in a window as long as the training window."""

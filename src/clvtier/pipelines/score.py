@@ -537,9 +537,10 @@ def _rebatch(reader, size: int):
 
 
 def _batches(path: Path, columns: list[str] | None = None):
-    """The record batches of an Arrow IPC file, read one at a time (not memory-mapped, so that
-    the file's pages do not stay in the process's memory)."""
-    with pa.OSFile(str(path)) as source:
+    """The record batches of an Arrow IPC file, read one at a time: the whole file not
+    memory-mapped (so that its pages do not stay in the process's memory), a few columns
+    memory-mapped (so that only their pages are read)."""
+    with (pa.OSFile(str(path)) if columns is None else pa.memory_map(str(path))) as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
@@ -548,7 +549,11 @@ def _batches(path: Path, columns: list[str] | None = None):
 
 def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
     """Some columns of an Arrow IPC file as a DataFrame, holding only those columns in memory."""
-    return pa.Table.from_batches(list(_batches(path, list(columns)))).to_pandas()
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for batch in _batches(path, list(columns)):
+        for c in columns:  # copied while the file is mapped
+            parts[c].append(batch.column(c).to_numpy(zero_copy_only=False).copy())
+    return pd.DataFrame({c: np.concatenate(v) for c, v in parts.items()})
 
 
 def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: ScoreOptions) -> pd.DataFrame:

@@ -197,7 +197,7 @@ class TierPolicy(_Strict):
         columns = dict(values)
         if self.kind == "shares":
             columns[SCORE] = fitted.score(values)
-        return fitted.resolve(SortedColumns(columns))
+        return fitted.resolve(SortedColumns(columns, presorted=ranks))
 
     def digest(self) -> str:
         """SHA-256 of the policy's canonical JSON: equal policies, equal digests."""
@@ -212,8 +212,10 @@ class SortedColumns:
     """Order statistics of in-memory columns (the local engine's :class:`Population`): the
     Spark engine answers the same questions from a distributed sort."""
 
-    def __init__(self, columns: dict[str, np.ndarray]):
-        self._sorted = {c: np.sort(np.asarray(v, dtype=float)) for c, v in columns.items()}
+    def __init__(self, columns: dict[str, np.ndarray], presorted: dict[str, np.ndarray] | None = None):
+        presorted = presorted or {}  # columns already sorted (the same np.sort) are not sorted again
+        self._sorted = {c: presorted[c] if c in presorted else np.sort(np.asarray(v, dtype=float))
+                        for c, v in columns.items()}
 
     def kth(self, column: str, k: int) -> float:
         """The ``k``-th smallest value (0-based) of ``column``."""
