@@ -54,7 +54,7 @@ def build_features(
     check_no_overlap({"transactions": source}, {"output": output, "rejects file": rejects or default_rejects})
     unit_days(time_unit)
     day = to_date(as_of, what="as_of")
-    tx = load_transactions(source, spec or LoadSpec())
+    tx = load_transactions(source, spec or LoadSpec(), in_place=True)  # a Parquet file: read in place
     table = customer_features(tx, as_of=day, time_unit=time_unit)
     diagnosis = diagnose(table)  # everything that can fail, before anything is written
     accounting = tx.accounting(day)
