@@ -190,13 +190,18 @@ class TierPolicy(_Strict):
     def fit(self, population: pd.DataFrame) -> FittedPolicy:
         """Resolve shares and quantiles on the whole scored population."""
         values = _columns(population, self.columns, self.name)
-        ranks = {}
+        ranks, own = {}, {}
         if self.kind != "when" and self.score.scale == "rank":
-            ranks = {c: np.sort(values[c]) for c in self.score.inputs}
+            for c in self.score.inputs:  # one sort gives the population and its own ranks
+                order = np.argsort(values[c], kind="stable")
+                ranks[c] = values[c][order]
+                counts = np.empty(len(order), dtype=np.int64)
+                counts[order] = np.searchsorted(ranks[c], ranks[c], side="right")
+                own[c] = counts / len(order)
         fitted = FittedPolicy(self, ranks, [], {}, len(population))
         columns = dict(values)
         if self.kind == "shares":
-            columns[SCORE] = fitted.score(values)
+            columns[SCORE] = fitted.score(values, own or None)
         return fitted.resolve(SortedColumns(columns, presorted=ranks))
 
     def digest(self) -> str:
