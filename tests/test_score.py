@@ -370,21 +370,36 @@ def test_chinese_output_has_every_text_column_in_chinese_and_codes_unchanged(mod
     assert set(en.loc[en["rfm_segment"] == "champions", "rfm_segment_label"]) == {"Champions"}
 
 
-def test_prefetched_items_keep_their_order_and_errors_reach_the_consumer():
-    from clvtier.pipelines.score import _prefetched
+def test_chunks_computed_on_threads_come_back_in_order_and_errors_reach_the_consumer():
+    import random
+    import time
 
-    assert list(_prefetched(iter(range(50)))) == list(range(50))
+    from clvtier.pipelines.score import _in_order
 
-    def failing():
-        yield 1
-        raise ValueError("bad chunk")
+    def slow_square(x):
+        time.sleep(random.random() / 500)  # threads finish out of order
+        return x * x
+
+    assert list(_in_order(slow_square, iter(range(200)))) == [x * x for x in range(200)]
+
+    def fails_on_3(x):
+        if x == 3:
+            raise ValueError("bad chunk")
+        return x
 
     got = []
     with pytest.raises(ValueError, match="bad chunk"):
-        for item in _prefetched(failing()):
+        for item in _in_order(fails_on_3, iter(range(10))):
             got.append(item)
-    assert got == [1]
-    stream = _prefetched(iter(range(10**6)))  # a consumer that stops early does not hang
+    assert got == [0, 1, 2]
+
+    def failing_source():
+        yield 1
+        raise ValueError("bad source")
+
+    with pytest.raises(ValueError, match="bad source"):
+        list(_in_order(slow_square, failing_source()))
+    stream = _in_order(slow_square, iter(range(10**6)))  # a consumer that stops early does not hang
     assert next(stream) == 0
     stream.close()
 

@@ -94,7 +94,7 @@ def _depth(tree: dict, node: int) -> int:
     return 0 if left < 0 else 1 + max(_depth(tree, left), _depth(tree, right))
 
 
-@numba.njit(cache=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _margins(columns, base, feature, threshold, default_left, leaf):  # pragma: no cover (compiled)
     n = columns.shape[1]
     out = base.copy()
@@ -128,7 +128,7 @@ def _margins(columns, base, feature, threshold, default_left, leaf):  # pragma: 
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _exp(margin):  # pragma: no cover (compiled)
     out = np.empty_like(margin)
     for i in range(margin.shape[0]):

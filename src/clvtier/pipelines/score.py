@@ -6,12 +6,11 @@ The job never holds the transactions or the full customer table in pandas:
    when the data outgrow ``memory_limit``) and computes every customer's features; the rows and
    customer-day tables are then dropped. The RFM scores rank each customer against the
    population's sorted R, F and M values (three numpy arrays).
-2. Customers stream out in ``chunk_size`` batches ordered by id (the next batch is fetched on a
-   thread while the model scores this one); each batch is scored by the model and appended to a
-   scratch Parquet file.
+2. Customers stream out in ``chunk_size`` batches ordered by id; two threads finish and score
+   batches (in id order, whichever thread ran them), which are appended to a scratch Arrow file.
 3. The policy is fitted on the population's policy columns (a few numeric columns), then each
    batch of the scratch file gets its tier, reason and action (text built in numpy from the
-   policy's templates, byte for byte ``str.format``) and is appended to the output, written
+   policy's templates, byte for byte ``str.format``; two threads) and is appended to the output, written
    under a temporary name and renamed only when complete. Parquet is encoded and written on a
    background thread.
 
@@ -420,13 +419,15 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
     chunk_size = o.chunk_size
     reader = con.sql("SELECT * FROM features ORDER BY customer_id").to_arrow_reader(chunk_size)
     customers = 0
-    # the next chunk is fetched and finished on a thread while the model scores this one
-    chunks = (_with_scores(finish_features(b.to_pandas(), day, model.time_unit), population)
-              for b in _rebatch(reader, chunk_size))
+
+    def scored(batch: pa.Table) -> pa.Table:
+        features = _with_scores(finish_features(batch.to_pandas(), day, model.time_unit), population)
+        return pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False)
+
     with _ParquetAppender(path, arrow=True) as out:
-        for features in _prefetched(chunks):
-            out.write(pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False))
-            customers += len(features)
+        for table in _in_order(scored, _rebatch(reader, chunk_size)):
+            out.write(table)
+            customers += len(table)
     if customers == 0:
         raise InputError("as_of", "no customer has a purchase on or before as_of")
     return customers
@@ -477,47 +478,26 @@ def tier_chunk(table: pa.Table, fitted, loaded: LoadedModel, lang: str,
     return out
 
 
-def _prefetched(items, depth: int = 1):
-    """The items of an iterator, produced on a background thread up to ``depth`` ahead of the
-    consumer; an error raised producing one is raised where it would have been consumed."""
-    import queue
-    import threading
+def _in_order(fn, items, workers: int = 2, ahead: int = 3):
+    """``fn(item)`` for each item, computed on ``workers`` threads at most ``ahead`` items ahead of
+    the consumer and yielded in the items' order (so the output never depends on the threads);
+    an error is raised where its result would have been yielded. The chunk work is numpy, Arrow
+    and compiled code that release the GIL for most of their time."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce():
+    with ThreadPoolExecutor(workers, thread_name_prefix="clvtier-chunk") as pool:
+        pending: deque = deque()
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            box.put((end, None))
-        except BaseException as exc:  # handed to the consumer
-            box.put((end, exc))
-
-    worker = threading.Thread(target=produce, name="clvtier-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = box.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                box.get(timeout=0.1)
-        worker.join()
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _rebatch(reader, size: int):
@@ -568,8 +548,10 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     with contextlib.ExitStack() as stack:
         appender = stack.enter_context(_ParquetAppender(output)) if fmt == "parquet" else None
         header = True
-        for table in _rebatch(_batches(predictions), o.chunk_size):
-            out = tier_chunk(table, fitted, loaded, lang)
+        def tiered(table: pa.Table) -> pa.Table:
+            return tier_chunk(table, fitted, loaded, lang)
+
+        for out in _in_order(tiered, _rebatch(_batches(predictions), o.chunk_size)):
             tier = pc.index_in(out["tier"], value_set=code_set).to_numpy()
             risky = out["at_risk"].to_numpy()
             clv, spend = out["predicted_clv"].to_numpy(), out["monetary_total"].to_numpy()
