@@ -2,9 +2,9 @@
 
 The job never holds the transactions or the full customer table in pandas:
 
-1. DuckDB reads and validates the file into an in-memory scratch database (it spills to disk
-   when the data outgrow ``memory_limit``) and computes every customer's features; the rows and
-   customer-day tables are then dropped. The RFM scores rank each customer against the
+1. DuckDB validates the rows as it reads them (a Parquet file in place, other files copied into
+   an in-memory scratch database that spills to disk past ``memory_limit``) and computes every
+   customer's features; the rows and the customer-day table are then dropped. The RFM scores rank each customer against the
    population's sorted R, F and M values (three numpy arrays).
 2. Customers stream out in ``chunk_size`` batches ordered by id; two threads finish and score
    batches (in id order, whichever thread ran them), which are appended to a scratch Arrow file.
@@ -165,7 +165,8 @@ def load(model, policy, uri: str) -> tuple[LoadedModel, TierPolicy]:
 
 
 def read(source, spec: LoadSpec | None, day, con) -> Accounting:
-    """Read and validate ``source`` into ``con``'s table ``tx``; the accounting as of ``day``."""
+    """Read and validate ``source`` as ``con``'s ``tx`` (a Parquet file in place); the accounting
+    as of ``day``."""
     tx = load_transactions(source, spec or LoadSpec(), con=con, in_place=True)
     accounting = tx.accounting(day)
     if accounting.rows_used == 0:
@@ -413,7 +414,7 @@ def _policy(policy, model: TieringModel) -> TierPolicy:
 
 def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: ScoreOptions,
              population: RFMPopulation) -> int:
-    """Stream the feature table through the model into a Parquet file, in id order; return the
+    """Stream the feature table through the model into an Arrow file, in id order; return the
     customer count. With pseudonymised ids the table already holds pseudonyms, so the file (and
     the output) is ordered by them and its row order says nothing about the raw ids."""
     chunk_size = o.chunk_size
