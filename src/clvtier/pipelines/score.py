@@ -4,8 +4,8 @@ The job never holds the transactions or the full customer table in pandas:
 
 1. DuckDB validates the rows as it reads them (a Parquet file in place, other files copied into
    an in-memory scratch database that spills to disk past ``memory_limit``) and computes every
-   customer's features; the rows and the customer-day table are then dropped. The RFM scores rank each customer against the
-   population's sorted R, F and M values (three numpy arrays).
+   customer's features; the rows and the customer-day table are then dropped. The RFM scores
+   rank each customer against the population's sorted R, F and M values (three numpy arrays).
 2. Customers stream out in ``chunk_size`` batches ordered by id; two threads finish and score
    batches (in id order, whichever thread ran them), which are appended to a scratch Arrow file.
 3. The policy is fitted on the population's policy columns (a few numeric columns), then each
