@@ -408,14 +408,14 @@ def test_background_appender_writes_tables_in_order_and_raises_writer_errors(tmp
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clvtier.pipelines.score import _ParquetAppender
+    from clvtier.pipelines.score import _BackgroundWriter
 
-    with _ParquetAppender(tmp_path / "a.parquet") as out:
+    with _BackgroundWriter(tmp_path / "a.parquet") as out:
         for i in range(5):
             out.write(pa.table({"x": list(range(i * 3, i * 3 + 3))}))
     assert pq.read_table(tmp_path / "a.parquet")["x"].to_pylist() == list(range(15))
     with pytest.raises((pa.ArrowInvalid, ValueError)):
-        with _ParquetAppender(tmp_path / "b.parquet") as out:
+        with _BackgroundWriter(tmp_path / "b.parquet") as out:
             out.write(pa.table({"x": [1]}))
             out.write(pa.table({"y": ["other schema"]}))
             out.write(pa.table({"x": [2]}))

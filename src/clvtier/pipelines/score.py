@@ -221,7 +221,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class _ParquetAppender:
+class _BackgroundWriter:
     """Appends tables to a Parquet file (or, with ``arrow=True``, an uncompressed Arrow IPC file:
     the scratch predictions, written and read back at memory speed) on a background thread
     (Arrow's writers release the GIL), so that the next chunk is computed while this one is
@@ -233,7 +233,7 @@ class _ParquetAppender:
 
         self.path, self.pending, self.arrow = path, pending, arrow
         self.writer = None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clvtier-parquet")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clvtier-writer")
         self.futures: list = []
 
     def _write(self, table: pa.Table) -> None:
@@ -425,7 +425,7 @@ def _predict(con, model: TieringModel, policy: TierPolicy, day, path: Path, o: S
         features = _with_scores(finish_features(batch.to_pandas(), day, model.time_unit), population)
         return pa.Table.from_pandas(predict_chunk(features, model, policy), preserve_index=False)
 
-    with _ParquetAppender(path, arrow=True) as out:
+    with _BackgroundWriter(path, arrow=True) as out:
         for table in _in_order(scored, _rebatch(reader, chunk_size)):
             out.write(table)
             customers += len(table)
@@ -547,7 +547,7 @@ def _write(predictions: Path, output, fmt: str, fitted, loaded: LoadedModel, o: 
     past: list[list[float]] = [[] for _ in codes]
     lang = o.lang
     with contextlib.ExitStack() as stack:
-        appender = stack.enter_context(_ParquetAppender(output)) if fmt == "parquet" else None
+        appender = stack.enter_context(_BackgroundWriter(output)) if fmt == "parquet" else None
         header = True
         def tiered(table: pa.Table) -> pa.Table:
             return tier_chunk(table, fitted, loaded, lang)
